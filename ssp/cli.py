@@ -1,0 +1,145 @@
+"""`ssp <command>`: one CLI, one command per pipeline. `ssp --help` lists them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ssp.config import ConfigError, describe, load_config, to_dict
+from trainer.data import DataError
+
+
+def add_config_args(p: argparse.ArgumentParser) -> None:
+    """`--config FILE` plus trailing `key.sub=value` overrides, shared by every config-driven command."""
+    p.add_argument("--config", help="YAML config file (see configs/)")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
+
+
+def load_tree(args: argparse.Namespace):
+    from ssp.tree import SSPConfig
+
+    return load_config(SSPConfig, args.config, args.overrides)
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from ssp.tree import SSPConfig
+
+    if args.keys:
+        for key, default, help_ in describe(SSPConfig):
+            print(f"{key:40s} {default:24s} {help_}")
+        return 0
+    print(json.dumps(to_dict(load_tree(args)), indent=2))
+    return 0
+
+
+def cmd_tiny_model(args: argparse.Namespace) -> int:
+    from trainer.tiny_model import build
+
+    conf = load_tree(args)
+    out = build(conf.model.tiny, args.out or conf.model.path)
+    info = json.loads((out / "ssp_tiny_model.json").read_text())
+    print(f"tiny model: {out}  params={info['params']:,}  vocab={info['vocab']}")
+    return 0
+
+
+def cmd_toy_data(args: argparse.Namespace) -> int:
+    from trainer import toy_tasks
+
+    conf = load_tree(args)
+    train, held = toy_tasks.split(toy_tasks.generate(conf.data.toy), seed=conf.data.toy.seed)
+    out = Path(args.out)
+    toy_tasks.write_jsonl(train, out / "train.jsonl")
+    toy_tasks.write_jsonl(held, out / "eval.jsonl")
+    print(f"toy data: {len(train)} train, {len(held)} held-out problems in {out}")
+    return 0
+
+
+def cmd_decontaminate(args: argparse.Namespace) -> int:
+    from trainer.data import load_problems
+    from trainer.decontam import decontaminate
+    from trainer.toy_tasks import write_jsonl
+
+    train = [p for f in args.train for p in load_problems(f)]
+    evals = [p for f in args.eval for p in load_problems(f)]
+    report = decontaminate(train, evals, n=args.n)
+    print(f"train={len(train)} eval={len(evals)} kept={len(report.kept)} dropped={len(report.dropped)}")
+    for p, eid, gram in report.dropped[: args.show]:
+        print(f"  drop {p.id}  (hits {eid}: '{gram}')")
+    if args.out:
+        write_jsonl([p.to_dict() for p in report.kept], args.out)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from trainer.generate import generate_demo
+
+    generate_demo(load_tree(args), n_problems=args.n)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ssp", description="ssp-rl: Spectrum-to-Signal RL post-training")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="<command>")
+
+    p = sub.add_parser("config", help="print the resolved config tree (or every key with its help)")
+    add_config_args(p)
+    p.add_argument("--keys", action="store_true", help="list every key, default and help text")
+    p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser("tiny-model", help="build the tiny tokenizer + random-init Qwen2 (no download)")
+    add_config_args(p)
+    p.add_argument("--out", help="output dir (default: model.path)")
+    p.set_defaults(func=cmd_tiny_model)
+
+    p = sub.add_parser("toy-data", help="write the toy tasks as train/eval JSONL")
+    add_config_args(p)
+    p.add_argument("--out", default="artifacts/toy-data", help="output dir")
+    p.set_defaults(func=cmd_toy_data)
+
+    p = sub.add_parser("decontaminate", help="drop train items sharing a 10-gram with any eval set")
+    p.add_argument("--train", nargs="+", required=True, help="train files (.jsonl/.parquet)")
+    p.add_argument("--eval", nargs="+", required=True, help="eval files")
+    p.add_argument("--out", help="write kept train items here (JSONL)")
+    p.add_argument("--n", type=int, default=10, help="n-gram length")
+    p.add_argument("--show", type=int, default=10, help="dropped items to list")
+    p.set_defaults(func=cmd_decontaminate)
+
+    p = sub.add_parser("generate", help="sample answers to toy problems from model.path with vLLM")
+    add_config_args(p)
+    p.add_argument("--n", type=int, default=8, help="problems to answer")
+    p.set_defaults(func=cmd_generate)
+
+    for register in _plugins():
+        register(sub)
+    return parser
+
+
+def _plugins():
+    """Commands owned by other rooms register themselves here."""
+    import importlib
+
+    for mod in ("actors.verifier", "cluster.scheduler"):
+        try:
+            module = importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name != mod:
+                raise
+            continue
+        if hasattr(module, "register_cli"):
+            yield module.register_cli
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, DataError) as e:
+        print(f"ssp {args.command}: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

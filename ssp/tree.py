@@ -1,0 +1,35 @@
+"""The one config tree: each room's dataclass, composed. `ssp <command> --config FILE key.sub=value`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from actors.engine import EngineConfig, SamplingConfig
+from ssp.config import cfg
+from trainer.tiny_model import TinyModelConfig
+from trainer.toy_tasks import ToyTaskConfig
+
+
+@dataclass
+class ModelConfig:
+    path: str = cfg("artifacts/tiny-model", "HF model directory (the tiny model, or Qwen2.5-Math-1.5B on GPU)")
+    tiny: TinyModelConfig = cfg(TinyModelConfig(), "sizes of the tiny model that `ssp tiny-model` builds")
+
+
+@dataclass
+class DataConfig:
+    train: list[str] = cfg([], "training problem files (.jsonl / verl .parquet); empty = toy tasks")
+    eval: list[str] = cfg([], "held-out problem files; empty = the toy tasks' held-out split")
+    toy: ToyTaskConfig = cfg(ToyTaskConfig(), "toy-task generator settings")
+    instruction: str = cfg("", "text appended to every user prompt (e.g. 'Put your final answer within "
+                                "\\boxed{}.')")
+
+
+@dataclass
+class SSPConfig:
+    run_dir: str = cfg("runs/default", "where a run writes its logs, checkpoints and summary")
+    seed: int = cfg(0, "global seed")
+    model: ModelConfig = cfg(ModelConfig(), "the policy model")
+    data: DataConfig = cfg(DataConfig(), "problems")
+    engine: EngineConfig = cfg(EngineConfig(), "vLLM engine settings (device choices live here)")
+    sampling: SamplingConfig = cfg(SamplingConfig(), "rollout sampling settings")

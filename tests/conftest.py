@@ -1,0 +1,53 @@
+"""Shared fixtures: one local Ray cluster and one tiny model per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    assert SHARED.is_dir(), f"expected the read-only shared/ folder at {SHARED}"
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real local Ray cluster (started once; 4 logical CPUs so small actor pools fit on 2 cores)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """The tiny model, built once per session with the tiny-cpu config's sizes."""
+    from ssp.config import load_config
+    from ssp.tree import SSPConfig
+    from trainer.tiny_model import build
+
+    conf = load_config(SSPConfig, REPO / "configs" / "tiny-cpu.yaml")
+    return build(conf.model.tiny, tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llm(tiny_model_dir):
+    """One in-process vLLM engine (CPU build) on the tiny model, shared by the tests that only read it."""
+    from actors.engine import EngineConfig, make_llm
+
+    return make_llm(str(tiny_model_dir), EngineConfig(max_model_len=256))

@@ -1,0 +1,66 @@
+import dataclasses
+
+import pytest
+
+from ssp.config import ConfigError, describe, load_config
+from ssp.tree import SSPConfig
+from tests.conftest import REPO
+
+
+@pytest.mark.parametrize("name", ["tiny-cpu.yaml", "qwen2.5-math-1.5b-gpu.yaml"])
+def test_shipped_configs_load(name):
+    conf = load_config(SSPConfig, REPO / "configs" / name)
+    assert conf.engine.max_model_len >= 256
+
+
+def test_gpu_config_keeps_paper_length():
+    conf = load_config(SSPConfig, REPO / "configs" / "qwen2.5-math-1.5b-gpu.yaml")
+    assert conf.sampling.max_tokens == 16384 and conf.engine.dtype == "bfloat16"
+
+
+def test_overrides_apply_with_types():
+    conf = load_config(SSPConfig, REPO / "configs" / "tiny-cpu.yaml",
+                       ["sampling.temperature=0.5", "model.tiny.num_layers=2", "data.toy.levels=[1,3]"])
+    assert conf.sampling.temperature == 0.5
+    assert conf.model.tiny.num_layers == 2
+    assert conf.data.toy.levels == [1, 3]
+    assert isinstance(conf.sampling.temperature, float)
+
+
+def test_int_is_accepted_for_float():
+    assert load_config(SSPConfig, None, ["sampling.temperature=1"]).sampling.temperature == 1.0
+
+
+def test_unknown_key_names_full_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  tiny:\n    hiden_size: 64\n")
+    with pytest.raises(ConfigError, match=r"model\.tiny\.hiden_size") as e:
+        load_config(SSPConfig, bad)
+    assert str(bad) in str(e.value)
+
+
+def test_wrong_type_names_full_key():
+    with pytest.raises(ConfigError, match=r"model\.tiny\.num_layers.*expected int"):
+        load_config(SSPConfig, None, ["model.tiny.num_layers=two"])
+    with pytest.raises(ConfigError, match=r"engine\.enforce_eager.*expected bool"):
+        load_config(SSPConfig, None, ["engine.enforce_eager=3"])
+    with pytest.raises(ConfigError, match=r"data\.toy\.levels\[1\]"):
+        load_config(SSPConfig, None, ["data.toy.levels=[1, x]"])
+
+
+def test_bad_override_syntax():
+    with pytest.raises(ConfigError, match="key.sub=value"):
+        load_config(SSPConfig, None, ["sampling.temperature"])
+
+
+def test_every_leaf_has_help():
+    rows = describe(SSPConfig)
+    assert len(rows) > 20
+    missing = [k for k, _, h in rows if not h]
+    assert missing == []
+
+
+def test_defaults_are_not_shared_between_instances():
+    a, b = SSPConfig(), SSPConfig()
+    a.data.toy.levels.append(9)
+    assert b.data.toy.levels == [1, 2] and dataclasses.is_dataclass(b.model)

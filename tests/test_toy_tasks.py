@@ -1,0 +1,71 @@
+import re
+
+from trainer import toy_tasks
+from trainer.data import from_record
+from trainer.toy_tasks import ToyTaskConfig
+
+OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "mod": lambda a, b: a % b}
+
+
+def _records():
+    return toy_tasks.generate(ToyTaskConfig(per_cell=40, levels=[1, 2, 3]))
+
+
+def test_every_subdomain_and_level_present_with_unique_ids():
+    recs = _records()
+    cells = {(r["subdomain"], r["level"]) for r in recs}
+    assert cells == {(s, lv) for s in toy_tasks.SUBDOMAINS for lv in (1, 2, 3)}
+    assert len({r["id"] for r in recs}) == len(recs)
+
+
+def test_math_gold_matches_the_arithmetic_in_the_problem():
+    for r in _records():
+        if r["subdomain"] == "code":
+            continue
+        a, op, b = re.fullmatch(r"What is (\d+) (\+|-|\*|mod) (\d+)\?", r["problem"]).groups()
+        assert int(r["answer"]) == OPS[op](int(a), int(b)), r
+
+
+def test_every_math_trace_boxes_the_gold_and_styles_differ():
+    for r in _records():
+        if r["subdomain"] == "code":
+            continue
+        boxed = [re.findall(r"\\boxed\{([^}]*)\}", s)[-1] for s in r["solutions"]]
+        assert boxed == [r["answer"]] * len(boxed)
+        assert len(set(r["solutions"])) == len(r["solutions"])
+    assert max(len(r["solutions"]) for r in _records()) == 3
+
+
+def test_every_code_solution_passes_its_tests_and_a_wrong_one_fails():
+    for r in _records():
+        if r["subdomain"] != "code":
+            continue
+        for sol in r["solutions"]:
+            src = re.search(r"```python\n(.*?)```", sol, re.S).group(1)
+            env: dict = {}
+            exec(src + "\n" + "\n".join(r["tests"]), env)  # our own generated code
+        wrong: dict = {}
+        exec("def f(x):\n    return x + 1000\n", wrong)
+        assert any(not eval(t.removeprefix("assert "), wrong) for t in r["tests"])
+
+
+def test_generation_is_deterministic_in_seed():
+    a = toy_tasks.generate(ToyTaskConfig(per_cell=20, seed=3))
+    b = toy_tasks.generate(ToyTaskConfig(per_cell=20, seed=3))
+    c = toy_tasks.generate(ToyTaskConfig(per_cell=20, seed=4))
+    assert a == b and [r["id"] for r in a] != [r["id"] for r in c]
+
+
+def test_records_load_through_the_shared_schema_loader(tmp_path):
+    from trainer.data import load_problems
+
+    train, held = toy_tasks.split(_records())
+    assert not {r["id"] for r in train} & {r["id"] for r in held}
+    path = toy_tasks.write_jsonl(train, tmp_path / "train.jsonl")
+    problems = load_problems(path)
+    assert len(problems) == len(train)
+    kinds = {p.kind for p in problems}
+    assert kinds == {"math", "code"}
+    code = next(p for p in problems if p.kind == "code")
+    assert code.tests["asserts"] and code.solutions
+    assert from_record(train[0], "x", "x").id == train[0]["id"]

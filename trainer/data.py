@@ -1,0 +1,143 @@
+"""Problems in, one schema out: our JSONL (../shared/data) and verl-style parquet.
+
+Malformed input raises `DataError` naming the file, the line (or row) and the field. Nothing is
+silently skipped. Ids are taken from the record, or derived from the problem text, so they are stable
+across runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class DataError(ValueError):
+    """Malformed input; the message says `file:line: field ...`."""
+
+
+@dataclass
+class Problem:
+    id: str
+    prompt: str
+    kind: str  # "math" | "code"
+    answer: str | None = None  # math gold
+    tests: dict[str, Any] | None = None  # code tests, in the verifier's format
+    subdomain: str = "unknown"
+    level: int | None = None
+    solutions: list[str] = field(default_factory=list)  # SFT traces, when the source has them
+    source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def stable_id(prefix: str, text: str) -> str:
+    return f"{prefix}-{hashlib.sha1(text.encode()).hexdigest()[:12]}"
+
+
+def _need(rec: dict, key: str, typ: type | tuple, where: str) -> Any:
+    if key not in rec:
+        raise DataError(f"{where}: missing field '{key}'")
+    val = rec[key]
+    if not isinstance(val, typ):
+        raise DataError(f"{where}: field '{key}' must be {getattr(typ, '__name__', typ)}, got {type(val).__name__}")
+    return val
+
+
+def from_record(rec: Any, where: str, prefix: str) -> Problem:
+    """One JSONL record (math `problem/answer` or code `prompt/tests`) as a Problem."""
+    if not isinstance(rec, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+    level = rec.get("level")
+    if level is not None and not isinstance(level, int):
+        raise DataError(f"{where}: field 'level' must be int or null, got {level!r}")
+    common = {"subdomain": rec.get("subdomain") or "unknown", "level": level,
+              "solutions": rec.get("solutions") or [], "source": rec.get("source", "")}
+    if "tests" in rec:
+        prompt = _need(rec, "prompt", str, where)
+        tests = _need(rec, "tests", (list, dict), where)
+        if isinstance(tests, list):
+            tests = {"asserts": tests, "imports": rec.get("test_imports") or []}
+        pid = rec.get("id") or stable_id(prefix, prompt)
+        return Problem(id=str(pid), prompt=prompt, kind="code", tests=tests,
+                       **{**common, "subdomain": rec.get("subdomain") or "code"})
+    prompt = _need(rec, "problem", str, where)
+    answer = _need(rec, "answer", (str, int, float), where)
+    pid = rec.get("id") or stable_id(prefix, prompt)
+    return Problem(id=str(pid), prompt=prompt, kind="math", answer=str(answer), **common)
+
+
+def load_jsonl(path: str | Path) -> list[Problem]:
+    path = Path(path)
+    out = []
+    with path.open() as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{n}: not valid JSON ({e.msg} at column {e.colno})") from None
+            out.append(from_record(rec, f"{path}:{n}", path.stem))
+    return _unique(out, path)
+
+
+def load_parquet(path: str | Path) -> list[Problem]:
+    """verl's RL parquet: `prompt` (chat messages), `reward_model.ground_truth`, `extra_info`."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    out = []
+    for n, row in enumerate(pq.read_table(path).to_pylist()):
+        where = f"{path}: row {n}"
+        msgs = _need(row, "prompt", list, where)
+        user = [m.get("content") for m in msgs if isinstance(m, dict) and m.get("role") == "user"]
+        if not user or not isinstance(user[-1], str):
+            raise DataError(f"{where}: field 'prompt' has no user message with string content")
+        rm = _need(row, "reward_model", dict, where)
+        if "ground_truth" not in rm or rm["ground_truth"] is None:
+            raise DataError(f"{where}: missing field 'reward_model.ground_truth'")
+        extra = row.get("extra_info") or {}
+        pid = extra.get("id") or (f"{path.stem}-{extra['index']}" if "index" in extra else stable_id(path.stem, user[-1]))
+        ability = str(row.get("ability") or "math")
+        if ability == "code":
+            gt = rm["ground_truth"]
+            tests = json.loads(gt) if isinstance(gt, str) else gt
+            out.append(Problem(id=str(pid), prompt=user[-1], kind="code", tests=tests, subdomain="code",
+                               source=str(row.get("data_source", ""))))
+        else:
+            out.append(Problem(id=str(pid), prompt=user[-1], kind="math", answer=str(rm["ground_truth"]),
+                               subdomain=str(extra.get("subdomain") or row.get("data_source") or "math"),
+                               source=str(row.get("data_source", ""))))
+    return _unique(out, path)
+
+
+def _unique(problems: list[Problem], path: Path) -> list[Problem]:
+    seen: set[str] = set()
+    for p in problems:
+        if p.id in seen:
+            raise DataError(f"{path}: duplicate problem id '{p.id}'")
+        seen.add(p.id)
+    return problems
+
+
+def load_problems(path: str | Path) -> list[Problem]:
+    """Load a dataset file by extension (.jsonl / .parquet)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    if path.suffix == ".parquet":
+        return load_parquet(path)
+    if path.suffix in (".jsonl", ".json"):
+        return load_jsonl(path)
+    raise DataError(f"{path}: unknown dataset format '{path.suffix}' (expected .jsonl or .parquet)")
+
+
+def build_prompt(tokenizer: Any, problem: Problem, instruction: str = "") -> str:
+    """The chat-formatted prompt text (generation prompt included) for one problem."""
+    content = f"{problem.prompt}\n{instruction}".strip() if instruction else problem.prompt
+    return tokenizer.apply_chat_template([{"role": "user", "content": content}],
+                                         tokenize=False, add_generation_prompt=True)

@@ -1,0 +1,107 @@
+"""`ssp tiny-model`: a tokenizer and a random-init Qwen2 built here, so nothing is downloaded.
+
+The tokenizer is a byte-level BPE trained with `tokenizers` on the toy-task corpus (digits split one
+per token, as Qwen does), with ChatML special tokens and `<think>`/`</think>`. Optionally the real
+Qwen2.5 tokenizer (../shared/models/qwen2.5-tokenizer) is used instead. The model is a
+`Qwen2ForCausalLM` with sizes from config, saved with `save_pretrained` (safetensors); the same seed
+gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ssp.config import cfg
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
+
+# Qwen-style ChatML template; the assistant turn holds `<think>...</think>` reasoning then the answer.
+CHAT_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+
+@dataclass
+class TinyModelConfig:
+    vocab_size: int = cfg(512, "BPE vocabulary size to train (ignored with tokenizer_from)")
+    hidden_size: int = cfg(128, "model width")
+    num_layers: int = cfg(4, "decoder layers")
+    num_heads: int = cfg(4, "attention heads (head_dim = hidden_size / num_heads)")
+    num_kv_heads: int = cfg(2, "key/value heads (GQA)")
+    intermediate_size: int = cfg(384, "MLP width")
+    max_position_embeddings: int = cfg(1024, "longest sequence the model accepts")
+    seed: int = cfg(0, "seed for tokenizer corpus and weight init")
+    tokenizer_from: str | None = cfg(None, "use this HF tokenizer dir instead of training one "
+                                           "(e.g. ../shared/models/qwen2.5-tokenizer)")
+
+
+def train_tokenizer(texts: list[str], vocab_size: int):
+    """A byte-level BPE `PreTrainedTokenizerFast` with ChatML specials and our chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(texts, trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   bos_token=None, unk_token=None)
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def load_tokenizer(path: str | Path):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    if tok.chat_template is None:
+        tok.chat_template = CHAT_TEMPLATE
+    return tok
+
+
+def build(config: TinyModelConfig, out_dir: str | Path) -> Path:
+    """Write tokenizer + random-init Qwen2 to `out_dir`; deterministic for `config.seed`."""
+    import torch
+    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+
+    from trainer import toy_tasks
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if config.tokenizer_from:
+        tok = load_tokenizer(config.tokenizer_from)
+        qwen_template = Path(config.tokenizer_from) / "chat_template.qwen2.5-math.derived.jinja"
+        if qwen_template.exists():
+            tok.chat_template = qwen_template.read_text()
+    else:
+        records = toy_tasks.generate(toy_tasks.ToyTaskConfig(per_cell=100, levels=[1, 2, 3], seed=config.seed))
+        texts = list(toy_tasks.corpus(records)) + ["Please reason step by step.", "system user assistant"]
+        tok = train_tokenizer(texts, config.vocab_size)
+    vocab = ((len(tok) + 63) // 64) * 64  # padded, as Qwen pads its embedding
+    eos = tok.convert_tokens_to_ids("<|im_end|>")
+    pad = tok.convert_tokens_to_ids("<|endoftext|>")
+    mcfg = Qwen2Config(
+        vocab_size=vocab, hidden_size=config.hidden_size, num_hidden_layers=config.num_layers,
+        num_attention_heads=config.num_heads, num_key_value_heads=config.num_kv_heads,
+        intermediate_size=config.intermediate_size, max_position_embeddings=config.max_position_embeddings,
+        tie_word_embeddings=True, bos_token_id=pad, eos_token_id=eos, pad_token_id=pad,
+        rope_theta=10000.0, torch_dtype="float32", use_sliding_window=False,
+    )
+    torch.manual_seed(config.seed)
+    model = Qwen2ForCausalLM(mcfg)
+    model.generation_config = GenerationConfig(eos_token_id=eos, pad_token_id=pad, bos_token_id=pad)
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    (out / "ssp_tiny_model.json").write_text(json.dumps({"params": sum(p.numel() for p in model.parameters()),
+                                                         "vocab": len(tok), "seed": config.seed}))
+    return out

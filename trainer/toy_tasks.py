@@ -1,0 +1,164 @@
+"""Verifiable toy problems a tiny model can learn on CPU in minutes.
+
+Four math subdomains (add, sub, mul, mod: the paper's algebra/geometry/calculus/statistics split in
+miniature) with difficulty levels = digit counts, and a `code` subdomain whose answers are short Python
+functions checked by running asserts. Every problem carries several distinct valid solution traces
+(the "spectrum"), so Pass@K can exceed Pass@1 after SFT.
+
+Records use the same schema as ../shared/data: math `{id, problem, answer, source, subdomain, level}`,
+code `{id, prompt, tests, test_imports, entry_point, reference_solution, source, subdomain, level}`,
+plus `solutions` (the SFT traces, each a full assistant response).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ssp.config import cfg
+
+MATH_SUBDOMAINS = ("add", "sub", "mul", "mod")
+SUBDOMAINS = (*MATH_SUBDOMAINS, "code")
+SOURCE = "ssp-rl toy tasks (generated)"
+
+
+@dataclass
+class ToyTaskConfig:
+    subdomains: list[str] = cfg(list(SUBDOMAINS), "subdomains to generate: add, sub, mul, mod, code")
+    levels: list[int] = cfg([1, 2], "difficulty levels (digit count of the operands)")
+    per_cell: int = cfg(200, "problems per (subdomain, level) cell")
+    seed: int = cfg(0, "random seed; the same seed gives the same problems and ids")
+
+
+def _think(steps: str, answer: str) -> str:
+    return f"<think>{steps}</think>\n\\boxed{{{answer}}}"
+
+
+def _operand(rng: random.Random, level: int) -> int:
+    return rng.randint(10 ** (level - 1) if level > 1 else 0, 10**level - 1)
+
+
+def _add(a: int, b: int) -> tuple[str, int, list[str]]:
+    c = a + b
+    tens, ones = b - b % 10, b % 10
+    return f"What is {a} + {b}?", c, [
+        _think(f"{a} + {b} = {c}", str(c)),
+        _think(f"{b} + {a} = {c}", str(c)),
+        _think(f"{a} + {tens} = {a + tens}, {a + tens} + {ones} = {c}", str(c)),
+    ]
+
+
+def _sub(a: int, b: int) -> tuple[str, int, list[str]]:
+    a, b = max(a, b), min(a, b)
+    c = a - b
+    tens, ones = b - b % 10, b % 10
+    return f"What is {a} - {b}?", c, [
+        _think(f"{a} - {b} = {c}", str(c)),
+        _think(f"{b} + {c} = {a}, so {a} - {b} = {c}", str(c)),
+        _think(f"{a} - {tens} = {a - tens}, {a - tens} - {ones} = {c}", str(c)),
+    ]
+
+
+def _mul(a: int, b: int) -> tuple[str, int, list[str]]:
+    c = a * b
+    tens, ones = b - b % 10, b % 10
+    return f"What is {a} * {b}?", c, [
+        _think(f"{a} * {b} = {c}", str(c)),
+        _think(f"{b} * {a} = {c}", str(c)),
+        _think(f"{a} * {tens} = {a * tens}, {a} * {ones} = {a * ones}, {a * tens} + {a * ones} = {c}", str(c)),
+    ]
+
+
+def _mod(a: int, b: int) -> tuple[str, int, list[str]]:
+    b = max(b, 2)
+    q, r = divmod(a, b)
+    return f"What is {a} mod {b}?", r, [
+        _think(f"{a} mod {b} = {r}", str(r)),
+        _think(f"{a} = {q} * {b} + {r}", str(r)),
+        _think(f"{q} * {b} = {q * b}, {a} - {q * b} = {r}", str(r)),
+    ]
+
+
+_MATH: dict[str, Callable[[int, int], tuple[str, int, list[str]]]] = {
+    "add": _add, "sub": _sub, "mul": _mul, "mod": _mod}
+
+_CODE_OPS = [("+", "plus"), ("-", "minus"), ("*", "times")]
+
+
+def _code(rng: random.Random, level: int) -> dict:
+    k = _operand(rng, level)
+    op, word = rng.choice(_CODE_OPS)
+    expr = f"x {op} {k}"
+    prompt = f"Write a Python function f(x) that returns x {word} {k}."
+    fn = eval(f"lambda x: {expr}")  # noqa: S307 - our own generated expression
+    xs = [rng.randint(-20, 20) for _ in range(3)]
+    swapped = f"{k} {op} x" if op != "-" else f"-{k} + x"
+    solutions = [
+        f"def f(x):\n    return {expr}",
+        f"def f(x):\n    return {swapped}",
+        f"def f(x):\n    y = x\n    y = y {op} {k}\n    return y",
+    ]
+    return {
+        "id": f"toy-code-L{level}-{'pmt'[[o for o, _ in _CODE_OPS].index(op)]}{k}",
+        "prompt": prompt,
+        "tests": [f"assert f({x}) == {fn(x)}" for x in xs],
+        "test_imports": [],
+        "entry_point": "f",
+        "reference_solution": solutions[0],
+        "solutions": [f"<think>{s.splitlines()[-1].strip()}</think>\n```python\n{s}\n```" for s in solutions],
+        "source": SOURCE, "subdomain": "code", "level": level,
+    }
+
+
+def generate(config: ToyTaskConfig) -> list[dict]:
+    """All problems for `config`, deterministic in the seed, ids unique and content-derived."""
+    rng = random.Random(config.seed)
+    out: dict[str, dict] = {}
+    for sub in config.subdomains:
+        if sub not in SUBDOMAINS:
+            raise ValueError(f"toy_tasks.subdomains: unknown subdomain {sub!r}; known: {list(SUBDOMAINS)}")
+        for level in config.levels:
+            made, tries = 0, 0
+            while made < config.per_cell and tries < config.per_cell * 50:
+                tries += 1
+                if sub == "code":
+                    rec = _code(rng, level)
+                else:
+                    a, b = _operand(rng, level), _operand(rng, level)
+                    problem, answer, sols = _MATH[sub](a, b)
+                    rec = {"id": f"toy-{sub}-L{level}-{a}-{b}", "problem": problem, "answer": str(answer),
+                           "solutions": list(dict.fromkeys(sols)), "source": SOURCE, "subdomain": sub, "level": level}
+                if rec["id"] not in out:
+                    out[rec["id"]] = rec
+                    made += 1
+    return list(out.values())
+
+
+def split(records: list[dict], eval_frac: float = 0.2, seed: int = 0) -> tuple[list[dict], list[dict]]:
+    """Deterministic train/held-out split, stratified by subdomain."""
+    rng = random.Random(seed)
+    train, held = [], []
+    for sub in SUBDOMAINS:
+        group = sorted((r for r in records if r["subdomain"] == sub), key=lambda r: r["id"])
+        rng.shuffle(group)
+        n = int(len(group) * eval_frac)
+        held += group[:n]
+        train += group[n:]
+    return train, held
+
+
+def write_jsonl(records: list[dict], path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def corpus(records: list[dict]) -> Iterator[str]:
+    """Text for tokenizer training: every prompt and every trace."""
+    for r in records:
+        yield r.get("problem") or r["prompt"]
+        yield from r["solutions"]
