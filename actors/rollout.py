@@ -1,0 +1,206 @@
+"""Rollout workers: Ray actors that each own one vLLM engine, and the pool that drives them.
+
+Weights arrive in place: the learner's full state dict is serialised once to safetensors bytes, put in
+Ray's object store, and every engine loads it through vLLM's own `reload_weights(weights_iterator=...)`
+(via `collective_rpc`), then resets its prefix cache. No disk round trip, no model rebuild. A version
+number travels with the weights; every rollout is tagged with the version that produced it.
+
+A dead engine is restarted by Ray; the pool notices (the actor reports a stale version or the call
+fails), pushes the current weights to it before it serves again, and retries the shard.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import ray
+
+from actors.engine import EngineConfig, SamplingConfig, make_llm, sampling_params, set_engine_env
+from ssp.config import cfg
+
+
+@dataclass
+class RolloutConfig:
+    num_engines: int = cfg(1, "rollout actors, one vLLM engine each")
+    num_cpus_per_engine: float = cfg(1.0, "Ray CPUs reserved per engine actor")
+    num_gpus_per_engine: float = cfg(0.0, "Ray GPUs reserved per engine actor (engine.tensor_parallel_size on GPU)")
+    sampling_mode: str = cfg("n", "'n': one request with SamplingParams.n=G; 'repeat': G copies of the prompt")
+    startup_timeout_s: float = cfg(300.0, "fail loudly if an engine is not ready within this time")
+    request_timeout_s: float = cfg(600.0, "fail loudly if one generate call takes longer")
+    max_retries: int = cfg(2, "times a shard is retried on another (or the restarted) engine")
+    max_restarts: int = cfg(3, "Ray restarts of a dead engine actor")
+
+
+@dataclass
+class Rollout:
+    problem_id: str
+    sample_idx: int
+    prompt_ids: list[int]
+    response_ids: list[int]
+    logprobs: list[float]
+    text: str
+    finish_reason: str  # "stop" | "length"
+    weight_version: int
+
+
+class StaleWeights(RuntimeError):
+    """The engine's weights are older than the pool's (e.g. it was restarted)."""
+
+
+@ray.remote
+class RolloutWorker:
+    def __init__(self, model_path: str, engine: EngineConfig, sampling: SamplingConfig, instruction: str = ""):
+        set_engine_env(engine)
+        from ray.util import metrics
+
+        from trainer.tiny_model import load_tokenizer
+
+        self.llm = make_llm(model_path, engine)
+        self.tokenizer = load_tokenizer(model_path)
+        self.sampling, self.instruction, self.version = sampling, instruction, 0
+        self.m_tok_s = metrics.Gauge("rollout_tokens_per_s", "generated tokens/s of the last batch")
+        self.m_inflight = metrics.Gauge("rollout_requests_in_flight", "requests in this engine")
+        self.m_version = metrics.Gauge("rollout_weight_version", "weight version the engine holds")
+        self.m_update = metrics.Gauge("rollout_weight_update_s", "seconds of the last weight update")
+
+    def ready(self) -> int:
+        return self.version
+
+    def generate(self, problems: list[dict], n: int, mode: str = "n", expected_version: int | None = None,
+                 overrides: dict | None = None) -> list[Rollout]:
+        """G=`n` samples for each problem dict (`id`, `prompt`); tagged with this engine's weight version."""
+        if expected_version is not None and expected_version != self.version:
+            raise StaleWeights(f"engine holds weights v{self.version}, pool expects v{expected_version}")
+        from trainer.data import Problem, build_prompt
+
+        sampling = SamplingConfig(**{**asdict(self.sampling), **(overrides or {})})
+        prompts = [build_prompt(self.tokenizer, Problem(id=p["id"], prompt=p["prompt"], kind="math"),
+                                self.instruction) for p in problems]
+        if mode == "repeat":
+            reqs, params = [p for p in prompts for _ in range(n)], sampling_params(sampling, n=1)
+        else:
+            reqs, params = prompts, sampling_params(sampling, n=n)
+        self.m_inflight.set(len(reqs) * (1 if mode == "repeat" else n))
+        t0 = time.perf_counter()
+        outs = self.llm.generate(reqs, params, use_tqdm=False)
+        self.m_inflight.set(0)
+        completions = [c for o in outs for c in o.outputs]
+        prompt_ids = [o.prompt_token_ids for o in outs for _ in o.outputs]
+        n_tok = sum(len(c.token_ids) for c in completions)
+        self.m_tok_s.set(n_tok / max(time.perf_counter() - t0, 1e-9))
+        return [
+            Rollout(problem_id=problems[i // n]["id"], sample_idx=i % n, prompt_ids=list(prompt_ids[i]),
+                    response_ids=list(c.token_ids),
+                    logprobs=[lp[t].logprob for lp, t in zip(c.logprobs, c.token_ids)] if c.logprobs else [],
+                    text=c.text, finish_reason=c.finish_reason or "stop", weight_version=self.version)
+            for i, c in enumerate(completions)
+        ]
+
+    def update_weights(self, blob: bytes, version: int) -> float:
+        """Load safetensors bytes into the running engine in place; returns seconds taken."""
+        t0 = time.perf_counter()
+        self.llm.collective_rpc(_reload_from_bytes, args=(blob,))
+        self.llm.reset_prefix_cache()
+        self.version = version
+        dt = time.perf_counter() - t0
+        self.m_version.set(version)
+        self.m_update.set(dt)
+        return dt
+
+
+def _reload_from_bytes(worker, blob: bytes) -> None:
+    """Runs inside the vLLM worker: vLLM's in-place reload from an iterator of (name, tensor)."""
+    from safetensors.torch import load
+
+    worker.model_runner.reload_weights(weights_iterator=iter(load(blob).items()))
+
+
+def pack_weights(state_dict: dict) -> bytes:
+    """HF-named CPU tensors -> one safetensors blob (the wire format to the engines).
+
+    Tied tensors (lm_head sharing embed_tokens) are sent under every name: vLLM's CPU backend keeps
+    a repacked lm_head of its own, which must be reloaded too."""
+    from safetensors.torch import save
+
+    out, seen = {}, set()
+    for k, v in state_dict.items():
+        v = v.detach().cpu()
+        out[k] = v.clone() if v.data_ptr() in seen else v.contiguous()
+        seen.add(v.data_ptr())
+    return save(out)
+
+
+class RolloutPool:
+    """Driver-side handle: spreads problems over the engines, keeps them on the current weights."""
+
+    def __init__(self, model_path: str, config: RolloutConfig, engine: EngineConfig, sampling: SamplingConfig,
+                 instruction: str = ""):
+        self.config, self.version, self.weights_ref = config, 0, None
+        actor = RolloutWorker.options(num_cpus=config.num_cpus_per_engine, num_gpus=config.num_gpus_per_engine,
+                                      max_restarts=config.max_restarts, max_task_retries=0)
+        self.workers = [actor.remote(model_path, engine, sampling, instruction) for _ in range(config.num_engines)]
+        self._wait_ready(self.workers)
+
+    def _wait_ready(self, workers: list) -> None:
+        """Block until every engine answers; a restarting actor is waited for, a dead one is an error."""
+        deadline = time.monotonic() + self.config.startup_timeout_s
+        pending = list(workers)
+        while pending:
+            try:
+                ray.get(pending[0].ready.remote(), timeout=max(deadline - time.monotonic(), 0.01))
+                pending.pop(0)
+            except ray.exceptions.ActorUnavailableError:
+                time.sleep(0.5)  # restarting
+            except ray.exceptions.GetTimeoutError:
+                raise TimeoutError(f"rollout: engine not ready within {self.config.startup_timeout_s}s "
+                                   "(rollout.startup_timeout_s)") from None
+            except ray.exceptions.RayActorError as e:
+                raise RuntimeError(f"rollout: engine failed to start:\n{e}") from None
+            if time.monotonic() > deadline and pending:
+                raise TimeoutError(f"rollout: engine not ready within {self.config.startup_timeout_s}s")
+
+    def update_weights(self, state_dict: dict, version: int) -> float:
+        """Push new weights to every engine; returns the slowest engine's seconds."""
+        self.weights_ref, self.version = ray.put(pack_weights(state_dict)), version
+        return max(ray.get([w.update_weights.remote(self.weights_ref, version) for w in self.workers]))
+
+    def _resync(self, worker) -> None:
+        """Bring a (restarted) engine back to the current weights before it serves again."""
+        self._wait_ready([worker])
+        if self.weights_ref is not None:
+            ray.get(worker.update_weights.remote(self.weights_ref, self.version),
+                    timeout=self.config.request_timeout_s)
+
+    def generate(self, problems: list[dict], n: int, overrides: dict | None = None) -> list[Rollout]:
+        """G=`n` rollouts per problem, in problem order, all from the current weight version."""
+        k = len(self.workers)
+        shards = [(i, problems[i::k]) for i in range(k) if problems[i::k]]
+        results: dict[int, list[Rollout]] = {}
+        for attempt in range(self.config.max_retries + 1):
+            refs = {i: self.workers[(i + attempt) % k].generate.remote(
+                        s, n, self.config.sampling_mode, self.version, overrides)
+                    for i, s in shards if i not in results}
+            for i, ref in refs.items():
+                try:
+                    results[i] = ray.get(ref, timeout=self.config.request_timeout_s)
+                except ray.exceptions.GetTimeoutError:
+                    raise TimeoutError(f"rollout: generate took longer than {self.config.request_timeout_s}s "
+                                       "(rollout.request_timeout_s)") from None
+                except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as e:
+                    if isinstance(e, ray.exceptions.RayTaskError) and not isinstance(e.cause, StaleWeights):
+                        raise
+                    if attempt == self.config.max_retries:
+                        raise RuntimeError(f"rollout: shard {i} failed after {attempt + 1} tries:\n{e}") from None
+                    self._resync(self.workers[(i + attempt) % k])
+            if len(results) == len(shards):
+                break
+        by_id: dict[str, list[Rollout]] = {}
+        for i, _ in shards:
+            for r in results[i]:
+                by_id.setdefault(r.problem_id, []).append(r)
+        return [r for p in problems for r in by_id[p["id"]]]
+
+    def shutdown(self) -> None:
+        for w in self.workers:
+            ray.kill(w)
