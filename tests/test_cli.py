@@ -13,7 +13,7 @@ def run(*args):
 def test_help_lists_every_command_with_a_purpose():
     out = run("--help")
     assert out.returncode == 0
-    for cmd in ("config", "tiny-model", "toy-data", "decontaminate", "generate", "scheduler"):
+    for cmd in ("config", "tiny-model", "toy-data", "decontaminate", "generate", "verify", "scheduler"):
         assert cmd in out.stdout, cmd
 
 

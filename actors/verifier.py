@@ -1,0 +1,264 @@
+"""Verifier pool: Ray actors that score math (math-verify) and code (sandbox) responses.
+
+`VerifierPool(cfg).verify(batch)` keeps order, bounds concurrency, retries the items of a crashed actor once
+and then scores them 0 with reason "verifier_error". Counters and latency histograms go to
+`ray.util.metrics`; `pool.stats` mirrors the counters for callers and tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray.util import metrics
+
+from actors.sandbox import Sandbox, SandboxLimits
+from ssp.config import ConfigError, cfg, load_config
+from trainer.rewards import MathChecker, Result, VerifyRequest, grade_code
+
+__all__ = ["VerifierConfig", "VerifierPool", "VerifierActor", "VerifyRequest", "Result", "register_cli"]
+
+
+@dataclass
+class VerifierConfig:
+    num_workers: int = cfg(2, "number of verifier actors")
+    max_concurrency: int = cfg(2, "checks run at once per actor (threads; one math helper / sandbox slot each)")
+    num_cpus: float = cfg(1.0, "Ray CPUs reserved per verifier actor")
+    max_restarts: int = cfg(3, "times Ray restarts a crashed verifier actor")
+    math_timeout_s: float = cfg(5.0, "hard time limit per math check (helper process killed after it)")
+    math_memory_mb: int = cfg(4096, "address-space limit of each math helper process")
+    code_timeout_s: float = cfg(5.0, "wall time limit per code execution (CPU limit is the same, rounded up)")
+    memory_mb: int = cfg(512, "address-space limit of sandboxed code")
+    max_output_bytes: int = cfg(1 << 20, "stdout cap (and max file size) for sandboxed code")
+    nproc: int = cfg(32, "process limit per sandbox uid")
+    nofile: int = cfg(64, "open-file limit of sandboxed code")
+    scratch_mb: int = cfg(64, "size of the sandbox's tmpfs scratch dir")
+    uid_base: int = cfg(62000, "first unprivileged uid for sandbox slots (one uid per slot, when run as root)")
+    allow_weak_isolation: bool = cfg(False, "run even if bwrap/user namespaces/seccomp are missing")
+
+
+def _tags(kind: str) -> dict[str, str]:
+    return {"kind": kind}
+
+
+class _Metrics:
+    def __init__(self) -> None:
+        keys = ("kind",)
+        self.requests = metrics.Counter("verifier_requests", "verification requests", tag_keys=keys)
+        self.timeouts = metrics.Counter("verifier_timeouts", "checks that hit their time limit", tag_keys=keys)
+        self.errors = metrics.Counter("verifier_errors", "verifier failures (not wrong answers)", tag_keys=keys)
+        self.latency = metrics.Histogram("verifier_latency_s", "seconds per check",
+                                         boundaries=[0.005, 0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30], tag_keys=keys)
+
+
+@ray.remote
+class VerifierActor:
+    """Thin actor: one MathChecker helper and one sandbox uid slot per concurrent thread."""
+
+    def __init__(self, config: VerifierConfig, index: int):
+        import queue
+
+        c = config
+        limits = SandboxLimits(c.code_timeout_s, c.memory_mb, c.max_output_bytes, c.nproc, c.nofile, c.scratch_mb)
+        first = c.uid_base + index * c.max_concurrency
+        self.sandbox = Sandbox(limits, list(range(first, first + c.max_concurrency)), c.allow_weak_isolation)
+        self.checkers: queue.Queue[MathChecker] = queue.Queue()
+        for _ in range(c.max_concurrency):
+            self.checkers.put(MathChecker(c.math_timeout_s, c.math_memory_mb))
+        self.m = _Metrics()
+
+    def ping(self) -> bool:
+        return True
+
+    def verify_one(self, req: VerifyRequest) -> Result:
+        t0 = time.perf_counter()
+        self.m.requests.inc(tags=_tags(req.kind))
+        try:
+            res = self._verify(req)
+        except Exception as e:
+            res = Result(req.id, req.kind, 0.0, "verifier_error", detail={"error": f"{type(e).__name__}: {e}"})
+        res.id, res.kind, res.elapsed = req.id, req.kind, time.perf_counter() - t0
+        if res.reason == "timeout":
+            self.m.timeouts.inc(tags=_tags(req.kind))
+        if res.reason.startswith("verifier_error"):
+            self.m.errors.inc(tags=_tags(req.kind))
+        self.m.latency.observe(res.elapsed, tags=_tags(req.kind))
+        return res
+
+    def _verify(self, req: VerifyRequest) -> Result:
+        if req.kind == "math":
+            checker = self.checkers.get()
+            try:
+                return checker.check(req.response, req.gold or "")
+            finally:
+                self.checkers.put(checker)
+        if req.kind == "code":
+            return grade_code(req.response, req.tests or {}, lambda src, stdin: self.sandbox.run(src, stdin))
+        raise ValueError(f"unknown kind {req.kind!r}")
+
+
+def as_request(item: VerifyRequest | dict[str, Any]) -> VerifyRequest:
+    if isinstance(item, VerifyRequest):
+        return item
+    return VerifyRequest(str(item["id"]), item["kind"], item["response"], item.get("gold"), item.get("tests"))
+
+
+class VerifierPool:
+    """A fixed set of VerifierActors. Call `verify(batch)` from any driver-side code."""
+
+    def __init__(self, config: VerifierConfig | None = None):
+        self.config = c = config or VerifierConfig()
+        opts = {"num_cpus": c.num_cpus, "max_restarts": c.max_restarts, "max_task_retries": 0,
+                "max_concurrency": c.max_concurrency}
+        self.actors = [VerifierActor.options(**opts).remote(c, i) for i in range(c.num_workers)]
+        ray.get([a.ping.remote() for a in self.actors])  # surfaces IsolationError at start
+        self.stats: Counter[str] = Counter()
+        self.m = _Metrics()
+
+    def verify(self, batch: list[VerifyRequest | dict[str, Any]]) -> list[Result]:
+        """Results in input order; at most num_workers * max_concurrency checks in flight.
+
+        An actor whose call failed gets no new work until a `ping` to it (i.e. its restart) returns;
+        a failed item is retried once on another actor when there is one.
+        """
+        reqs = [as_request(x) for x in batch]
+        results: list[Result | None] = [None] * len(reqs)
+        failed_on: dict[int, int] = {}
+        todo = list(range(len(reqs)))[::-1]
+        inflight: dict[ray.ObjectRef, tuple[int, int]] = {}  # ref -> (item, actor)
+        pings: dict[ray.ObjectRef, int] = {}  # ref -> actor being waited on to come back
+        load = [0] * len(self.actors)
+        cap = len(self.actors) * self.config.max_concurrency
+        while todo or inflight:
+            down = set(pings.values())
+            while todo and len(inflight) < cap:
+                i = todo[-1]
+                ok = [a for a in range(len(self.actors)) if a not in down and a != failed_on.get(i)]
+                ok = ok or [a for a in range(len(self.actors)) if a not in down]
+                if not ok:
+                    break
+                todo.pop()
+                a = min(ok, key=load.__getitem__)
+                inflight[self.actors[a].verify_one.remote(reqs[i])] = (i, a)
+                load[a] += 1
+            done, _ = ray.wait(list(inflight) + list(pings), num_returns=1)
+            for ref in done:
+                if ref in pings:
+                    a = pings.pop(ref)
+                    try:
+                        ray.get(ref)
+                    except Exception:  # still down: ask again (Ray gives up after max_restarts)
+                        self.stats["ping_errors"] += 1
+                        if self.stats["ping_errors"] > 100 * len(self.actors):
+                            raise
+                        pings[self.actors[a].ping.remote()] = a
+                    continue
+                i, a = inflight.pop(ref)
+                load[a] -= 1
+                try:
+                    res = ray.get(ref)
+                    if res.reason.startswith("verifier_error") and i not in failed_on:
+                        raise RuntimeError(res.detail.get("error", res.reason))
+                    results[i] = res
+                except Exception as e:  # actor died or failed: counted, retried once, then scored 0
+                    self.stats["errors"] += 1
+                    self.m.errors.inc(tags=_tags(reqs[i].kind))
+                    if a not in pings.values():
+                        pings[self.actors[a].ping.remote()] = a
+                    if i not in failed_on:
+                        failed_on[i] = a
+                        self.stats["retries"] += 1
+                        todo.append(i)
+                    else:
+                        r = reqs[i]
+                        results[i] = Result(r.id, r.kind, 0.0, "verifier_error",
+                                            detail={"error": f"{type(e).__name__}: {e}"[:500]})
+        out = [r for r in results if r is not None]
+        assert len(out) == len(reqs), "verifier pool lost an item"
+        for r in out:
+            self.stats["requests"] += 1
+            self.stats["correct"] += r.reward > 0
+            self.stats["timeouts"] += r.reason == "timeout"
+            self.stats["verifier_errors"] += r.reason.startswith("verifier_error")
+        return out
+
+    def shutdown(self) -> None:
+        for a in self.actors:
+            ray.kill(a, no_restart=True)
+
+
+# ---------------------------------------------------------------- CLI
+
+def read_requests(path: str | Path) -> list[VerifyRequest]:
+    """Parse a JSONL file of requests; errors name the file, line number and field."""
+    reqs = []
+    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+        if not isinstance(rec, dict):
+            raise ValueError(f"{path}:{n}: expected a JSON object")
+        need = {"math": ("id", "response", "gold"), "code": ("id", "response", "tests")}
+        kind = rec.get("kind")
+        if kind not in need:
+            raise ValueError(f"{path}:{n}: field 'kind' must be 'math' or 'code', got {kind!r}")
+        for f in need[kind]:
+            if f not in rec:
+                raise ValueError(f"{path}:{n}: missing field '{f}'")
+        if not isinstance(rec["response"], str):
+            raise ValueError(f"{path}:{n}: field 'response' must be a string")
+        if kind == "code" and not (isinstance(rec["tests"], dict) and
+                                   {"asserts", "test_code", "stdin_stdout"} & set(rec["tests"])):
+            raise ValueError(f"{path}:{n}: field 'tests' must be an object with asserts, test_code or stdin_stdout")
+        reqs.append(as_request(rec))
+    return reqs
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(VerifierConfig, args.config, args.overrides)
+        reqs = read_requests(args.input)
+    except (ConfigError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not ray.is_initialized():
+        ray.init(num_cpus=max(2, int(config.num_workers * config.num_cpus)), include_dashboard=False,
+                 log_to_driver=False)
+    pool = VerifierPool(config)
+    results = pool.verify(reqs)
+    out = open(args.output, "w") if args.output else sys.stdout  # noqa: SIM115
+    try:
+        for r in results:
+            rec = {k: v for k, v in dataclasses.asdict(r).items() if k in ("id", "reward", "reason", "elapsed")}
+            out.write(json.dumps(rec) + "\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    s = pool.stats
+    summary = {"count": len(results), "math": sum(r.kind == "math" for r in results),
+               "code": sum(r.kind == "code" for r in results), "correct": s["correct"],
+               "timeouts": s["timeouts"], "errors": s["verifier_errors"]}
+    print("summary: " + json.dumps(summary), file=sys.stderr if not args.output else sys.stdout)
+    pool.shutdown()
+    return 0
+
+
+def register_cli(sub: Any) -> None:
+    """Add `verify` to an argparse subparsers object."""
+    p = sub.add_parser("verify", help="score a JSONL file of math/code responses")
+    p.add_argument("--input", required=True, help="JSONL: {id, kind: math|code, response, gold|tests}")
+    p.add_argument("--output", help="JSONL out (one line per record); stdout when omitted")
+    p.add_argument("--config", help="YAML with VerifierConfig fields")
+    p.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. num_workers=4")
+    p.set_defaults(func=run_verify)

@@ -1,0 +1,124 @@
+"""The Ray verifier pool: order, mixed kinds, actor kills mid-batch, retries, and the `verify` CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+
+import pytest
+
+from actors.verifier import VerifierConfig, VerifierPool, register_cli
+
+SLOW = "```python\nimport time\ntime.sleep({s})\ndef f():\n    return 1\n```"
+
+
+def _items(n: int, sleep: float = 0.0) -> list[dict]:
+    out = []
+    for i in range(n):
+        if i % 2:
+            out.append({"id": f"m{i}", "kind": "math", "response": f"\\boxed{{{i}}}", "gold": str(i)})
+        else:
+            out.append({"id": f"c{i}", "kind": "code", "response": SLOW.format(s=sleep),
+                        "tests": {"asserts": ["assert f() == 1"]}})
+    return out
+
+
+@pytest.fixture(scope="module")
+def pool(ray_cluster):
+    p = VerifierPool(VerifierConfig(num_workers=2, max_concurrency=2, uid_base=63300, code_timeout_s=2.0))
+    yield p
+    p.shutdown()
+
+
+def test_mixed_batch_keeps_order(pool):
+    batch = _items(12) + [
+        {"id": "wrong", "kind": "math", "response": "\\boxed{3}", "gold": "4"},
+        {"id": "miss", "kind": "math", "response": "no box", "gold": "4"},
+        {"id": "loop", "kind": "code", "response": "while True: pass", "tests": {"asserts": []}},
+    ]
+    results = pool.verify(batch)
+    assert [r.id for r in results] == [b["id"] for b in batch]
+    assert all(r.reward == 1.0 for r in results[:12])
+    assert [r.reason for r in results[12:]] == ["wrong_answer", "format_miss", "timeout"]
+    assert results[0].stdout == "" and results[1].answer == "1"
+    assert pool.stats["timeouts"] >= 1
+
+
+def test_killed_actor_mid_batch_loses_nothing(ray_cluster):
+    import ray
+
+    p = VerifierPool(VerifierConfig(num_workers=2, max_concurrency=2, uid_base=63400))
+    try:
+        batch = _items(16, sleep=0.4)
+        killer = threading.Timer(0.8, lambda: ray.kill(p.actors[0], no_restart=False))
+        killer.start()
+        results = p.verify(batch)
+        killer.join()
+        assert [r.id for r in results] == [b["id"] for b in batch]
+        assert p.stats["errors"] >= 1 and p.stats["retries"] >= 1  # the killed actor's items were retried
+        assert all(r.reward == 1.0 for r in results), [(r.id, r.reason, r.detail) for r in results if r.reward != 1]
+        assert ray.get(p.actors[0].ping.remote())  # restarted
+    finally:
+        p.shutdown()
+
+
+def test_items_failing_twice_score_verifier_error(ray_cluster):
+    import ray
+
+    p = VerifierPool(VerifierConfig(num_workers=1, max_concurrency=2, max_restarts=-1, uid_base=63500))
+    stop = threading.Event()
+
+    def keep_killing():
+        while not stop.wait(0.7):
+            ray.kill(p.actors[0], no_restart=False)
+
+    t = threading.Thread(target=keep_killing)
+    t.start()
+    try:
+        batch = [b for b in _items(4, sleep=30) if b["kind"] == "code"]
+        results = p.verify(batch)
+    finally:
+        stop.set()
+        t.join()
+        p.shutdown()
+    assert [r.id for r in results] == [b["id"] for b in batch]
+    assert all(r.reason == "verifier_error" and r.reward == 0 for r in results)
+    assert p.stats["errors"] == 2 * len(batch) and p.stats["verifier_errors"] == len(batch)
+
+
+def _cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="ssp")
+    register_cli(parser.add_subparsers(dest="cmd", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_cli_verify(ray_cluster, tmp_path, capsys):
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_text("\n".join(json.dumps(x) for x in _items(4)) + "\n")
+    assert _cli(["verify", "--input", str(inp), "--output", str(out), "num_workers=1", "uid_base=63600"]) == 0
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["c0", "m1", "c2", "m3"]
+    assert all(set(r) == {"id", "reward", "reason", "elapsed"} and r["reward"] == 1.0 for r in rows)
+    summary = capsys.readouterr().out
+    assert '"count": 4' in summary and '"correct": 4' in summary and '"timeouts": 0' in summary
+
+
+def test_cli_malformed_line(tmp_path, capsys):
+    inp = tmp_path / "bad.jsonl"
+    inp.write_text(json.dumps(_items(2)[1]) + "\n" + json.dumps({"id": "x", "kind": "math", "response": "r"}) + "\n")
+    assert _cli(["verify", "--input", str(inp)]) == 2
+    assert f"{inp}:2: missing field 'gold'" in capsys.readouterr().err
+    inp.write_text("{not json\n")
+    assert _cli(["verify", "--input", str(inp)]) == 2
+    assert f"{inp}:1: not valid JSON" in capsys.readouterr().err
+
+
+def test_metrics_counted_in_actor(pool):
+    before = dict(pool.stats)
+    t0 = time.perf_counter()
+    pool.verify([{"id": "e", "kind": "nope", "response": ""}])
+    assert pool.stats["verifier_errors"] == before.get("verifier_errors", 0) + 1
+    assert time.perf_counter() - t0 < 10

@@ -1,0 +1,281 @@
+"""Pure reward logic: answer extraction, math grading (math-verify), code test-program building and scoring.
+
+No Ray here. `MathChecker` adds the hard time limit: checks run in a helper process that is killed on timeout
+(math-verify's signal-based timeout cannot work off the main thread, where Ray actor methods run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class VerifyRequest:
+    id: str
+    kind: str  # "math" | "code"
+    response: str
+    gold: str | None = None
+    tests: dict[str, Any] | None = None
+
+
+@dataclass
+class Result:
+    id: str
+    kind: str
+    reward: float
+    reason: str
+    elapsed: float = 0.0
+    answer: str | None = None
+    stdout: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- extraction
+
+def strip_think(text: str) -> str:
+    """The text after the last `</think>`, or all of it."""
+    i = text.rfind("</think>")
+    return text if i < 0 else text[i + len("</think>"):]
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last `\\boxed{...}` (nested braces handled), or None."""
+    i = text.rfind("\\boxed")
+    while i >= 0:
+        j = i + len("\\boxed")
+        while j < len(text) and text[j] == " ":
+            j += 1
+        if j < len(text) and text[j] == "{":
+            depth = 0
+            for k in range(j, len(text)):
+                depth += {"{": 1, "}": -1}.get(text[k], 0)
+                if depth == 0:
+                    return text[j + 1:k]
+        i = text.rfind("\\boxed", 0, i)
+    return None
+
+
+def extract_math_answer(response: str) -> str | None:
+    return last_boxed(strip_think(response))
+
+
+_FENCE = re.compile(r"```([A-Za-z0-9_+-]*)[ \t]*\n(.*?)```", re.S)
+
+
+def extract_code(response: str) -> str:
+    """Last ```python block, else the last plain ``` block, else the whole (post-think) response."""
+    text = strip_think(response)
+    blocks = _FENCE.findall(text)
+    py = [b for lang, b in blocks if lang.lower() in ("python", "py", "python3")]
+    plain = [b for lang, b in blocks if lang == ""]
+    if py:
+        return py[-1]
+    return plain[-1] if plain else text
+
+
+# ---------------------------------------------------------------- math
+
+def gold_latex(gold: str) -> str:
+    """Wrap a plain gold string so math-verify's LaTeX extractor reads it."""
+    g = gold.strip()
+    return g if ("\\boxed" in g or g.startswith("$")) else f"${g}$"
+
+
+def grade_math(response: str, gold: str) -> tuple[float, str, str | None]:
+    """(reward, reason, extracted answer). No time limit: call through MathChecker for one."""
+    from math_verify import parse, verify
+
+    answer = extract_math_answer(response)
+    if answer is None:
+        return 0.0, "format_miss", None
+    g = parse(gold_latex(gold), parsing_timeout=None)
+    if not g:
+        return 0.0, "gold_unparsable", answer
+    a = parse(f"\\boxed{{{answer}}}", parsing_timeout=None)
+    if not a:
+        return 0.0, "wrong_answer", answer
+    ok = verify(g, a, timeout_seconds=None)
+    return (1.0, "correct", answer) if ok else (0.0, "wrong_answer", answer)
+
+
+def _serve(memory_mb: int, parent: int) -> None:
+    """Helper-process loop: JSON lines in on stdin, results out on the original stdout."""
+    import ctypes
+    import logging
+    import signal
+    import warnings
+
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: die with the actor
+    if os.getppid() != parent:
+        return
+
+    warnings.filterwarnings("ignore")
+    logging.disable(logging.WARNING)
+    if memory_mb > 0:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_mb << 20, memory_mb << 20))
+    out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # library prints go to stderr, not into the protocol
+    import math_verify  # noqa: F401  (warm import before the first request)
+
+    out.write("ready\n")
+    out.flush()
+    for line in sys.stdin:
+        req = json.loads(line)
+        try:
+            reward, reason, answer = grade_math(req["response"], req["gold"])
+        except Exception as e:  # reported to the caller, which counts it
+            reward, reason, answer = 0.0, f"verifier_error: {type(e).__name__}: {e}"[:300], None
+        out.write(json.dumps([reward, reason, answer]) + "\n")
+        out.flush()
+
+
+class MathChecker:
+    """One killable helper process running `grade_math`; restarts it after a timeout or crash.
+
+    Thread-safe (one check at a time); use several checkers for parallelism.
+    """
+
+    def __init__(self, timeout_s: float = 5.0, memory_mb: int = 4096, start_timeout_s: float = 60.0):
+        self.timeout_s, self.memory_mb, self.start_timeout_s = timeout_s, memory_mb, start_timeout_s
+        self._proc: subprocess.Popen | None = None
+        self._lock = threading.Lock()
+        self.restarts = 0
+
+    def _start(self) -> subprocess.Popen:
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+        cmd = [sys.executable, "-c", f"from trainer.rewards import _serve; _serve({self.memory_mb}, {os.getpid()})"]
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                text=True, env=env, cwd=str(REPO))
+        if _readline(proc, self.start_timeout_s) != "ready":
+            _kill(proc)
+            raise RuntimeError("math checker helper failed to start")
+        return proc
+
+    def check(self, response: str, gold: str) -> Result:
+        """Grade one response; reason "timeout" when the helper had to be killed."""
+        t0 = time.perf_counter()
+        with self._lock:
+            if self._proc is None or self._proc.poll() is not None:
+                self._proc = self._start()
+            proc = self._proc
+            assert proc.stdin is not None
+            try:
+                proc.stdin.write(json.dumps({"response": response, "gold": gold}) + "\n")
+                proc.stdin.flush()
+                line = _readline(proc, self.timeout_s)
+            except (BrokenPipeError, OSError):
+                line = None
+            if line is None:
+                _kill(proc)
+                self._proc = None
+                self.restarts += 1
+                timed_out = time.perf_counter() - t0 >= self.timeout_s
+                answer = extract_math_answer(response)
+                return Result("", "math", 0.0, "timeout" if timed_out else "verifier_error",
+                              time.perf_counter() - t0, answer)
+        reward, reason, answer = json.loads(line)
+        return Result("", "math", reward, reason, time.perf_counter() - t0, answer)
+
+    def close(self) -> None:
+        if self._proc is not None:
+            _kill(self._proc)
+            self._proc = None
+
+
+def _readline(proc: subprocess.Popen, timeout_s: float) -> str | None:
+    """One line from the helper, or None on timeout / EOF."""
+    import select
+
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout_s)
+    if not ready:
+        return None
+    line = proc.stdout.readline()
+    return line.rstrip("\n") if line else None
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    proc.kill()
+    proc.wait()
+
+
+# ---------------------------------------------------------------- code
+
+@dataclass
+class Program:
+    source: str
+    stdin: str = ""
+    expected_stdout: str | None = None  # compared stripped when set
+
+
+def mbpp_tests(record: dict[str, Any]) -> dict[str, Any]:
+    """The `tests` field for an MBPP row of shared/data/code/mbpp_sanitized.jsonl."""
+    return {"asserts": record["tests"], "imports": record.get("test_imports") or []}
+
+
+def build_programs(code: str, tests: dict[str, Any]) -> list[Program]:
+    """The programs to run for one response: one for asserts / HumanEval, one per stdin case."""
+    if "asserts" in tests:
+        imports = "\n".join(tests.get("imports") or [])
+        return [Program(f"{imports}\n{code}\n\n" + "\n".join(tests["asserts"]) + "\n")]
+    if "test_code" in tests:
+        return [Program(f"{code}\n\n{tests['test_code']}\n\ncheck({tests['entry_point']})\n")]
+    if "stdin_stdout" in tests:
+        return [Program(code, c["input"], c["output"]) for c in tests["stdin_stdout"]]
+    raise ValueError(f"unknown tests format, keys {sorted(tests)}: expected asserts, test_code or stdin_stdout")
+
+
+def classify_run(program: Program, returncode: int | None, stdout: str, stderr: str, timed_out: bool,
+                 truncated: bool) -> str:
+    """Reason for one program run: "correct" or why it failed."""
+    if timed_out:
+        return "timeout"
+    if truncated:
+        return "output_limit"
+    if returncode != 0:
+        if stderr.startswith("bwrap:"):
+            return "verifier_error"  # the sandbox itself failed to start
+        tail = stderr.strip().splitlines()[-1:] or [""]
+        if tail[0].startswith("AssertionError"):
+            return "wrong_answer"
+        if tail[0].startswith(("SyntaxError", "IndentationError", "TabError")):
+            return "syntax_error"
+        if tail[0].startswith("MemoryError"):
+            return "memory_limit"
+        return "runtime_error"
+    if program.expected_stdout is not None and stdout.strip() != program.expected_stdout.strip():
+        return "wrong_answer"
+    return "correct"
+
+
+Runner = Callable[[str, str], Any]  # (source, stdin) -> object with returncode/stdout/stderr/timed_out/...
+
+
+def grade_code(response: str, tests: dict[str, Any], run: Runner) -> Result:
+    """Run every program for `response` with `run` (the sandbox); reward 1 only when all pass."""
+    t0 = time.perf_counter()
+    code = extract_code(response)
+    if not code.strip():
+        return Result("", "code", 0.0, "format_miss", time.perf_counter() - t0, code)
+    stdout = ""
+    for prog in build_programs(code, tests):
+        r = run(prog.source, prog.stdin)
+        stdout = r.stdout
+        reason = classify_run(prog, r.returncode, r.stdout, r.stderr, r.timed_out, r.output_truncated)
+        if reason != "correct":
+            return Result("", "code", 0.0, reason, time.perf_counter() - t0, code, stdout,
+                          {"stderr": r.stderr[-2000:]})
+    return Result("", "code", 1.0, "correct", time.perf_counter() - t0, code, stdout)
