@@ -1,0 +1,303 @@
+"""The learner: a Ray placement group of DeepSpeed ZeRO-2/3 actors taking MGPO steps on rollout samples.
+
+`collate` turns samples into padded tensors (pure, unit-tested); `plan_micro_batches` splits the samples
+that need training into token-budget micro-batches, the same count on every rank (ZeRO all-gathers and
+reduce-scatters are collective, so idle ranks run one zero-weight micro-batch). Loss weights are computed
+over the whole batch (trainer/losses.py), so micro-batches, ranks and skipped groups add up exactly.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import socket
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+from torch import Tensor
+
+from ssp.config import cfg
+from trainer.losses import LossConfig, group_advantages, policy_loss, token_weights
+
+
+@dataclass
+class LearnerConfig:
+    num_actors: int = cfg(2, "learner actors (data-parallel ranks), one placement-group bundle each")
+    zero_stage: int = cfg(2, "DeepSpeed ZeRO stage: 2 or 3")
+    dtype: str = cfg("float32", "training dtype: float32 | bfloat16 (fp32 master weights)")
+    device: str = cfg("cpu", "cpu (gloo, DeepSpeed CPU accelerator) | cuda (NCCL, one GPU per actor)")
+    lr: float = cfg(1e-6, "AdamW learning rate")
+    weight_decay: float = cfg(0.0, "AdamW weight decay")
+    warmup_steps: int = cfg(0, "linear LR warmup steps, then constant")
+    grad_clip: float = cfg(1.0, "global gradient-norm clip")
+    micro_batch_tokens: int = cfg(4096, "padded tokens (rows x longest row) per micro-batch")
+    ppo_epochs: int = cfg(1, "optimizer steps per rollout batch; 1 = strictly on-policy (ratio = 1)")
+    logprobs_source: str = cfg("learner", "pi_old from: learner (recomputed) | engine (rollout logprobs)")
+    loss: LossConfig = cfg(LossConfig(), "the RL loss")
+    seed: int = cfg(0, "torch/python RNG seed")
+
+
+@dataclass
+class Batch:
+    """Padded tensors, right-padded, token tensors aligned with `input_ids` ([N, T]); per-sample ones [N]."""
+
+    input_ids: Tensor
+    attention_mask: Tensor
+    loss_mask: Tensor  # 1 where input_ids[t] is a response token (its logprob comes from logits[t-1])
+    rollout_logp: Tensor
+    weights: Tensor  # aggregation weights (zero off the response tokens)
+    advantages: Tensor
+    mgpo_w: Tensor
+    group_idx: Tensor
+    keep: list[int] = field(default_factory=list)  # samples to train (groups not all-zero advantage)
+
+
+def collate(samples: list[dict[str, Any]], loss: LossConfig, pad_id: int) -> Batch:
+    """Rollout samples (prompt_ids, response_ids, rollout_logprobs, reward, group) -> a `Batch`."""
+    n = len(samples)
+    seqs = [list(s["prompt_ids"]) + list(s["response_ids"]) for s in samples]
+    t = max(len(x) for x in seqs)
+    ids = torch.full((n, t), pad_id, dtype=torch.long)
+    attn, lmask, rlp = (torch.zeros(n, t, dtype=torch.long), torch.zeros(n, t), torch.zeros(n, t))
+    for i, (s, x) in enumerate(zip(samples, seqs)):
+        p, r = len(s["prompt_ids"]), len(s["response_ids"])
+        ids[i, : len(x)] = torch.tensor(x)
+        attn[i, : len(x)] = 1
+        lmask[i, p: p + r] = 1
+        rlp[i, p: p + r] = torch.tensor(s["rollout_logprobs"], dtype=torch.float)
+    groups = [s["group"] for s in samples]
+    gidx = torch.tensor([list(dict.fromkeys(groups)).index(g) for g in groups])
+    rewards = torch.tensor([float(s["reward"]) for s in samples])
+    adv, w = group_advantages(rewards, groups, lmask.sum(1), loss)
+    train_all = loss.kl_coef != 0 or loss.entropy_coef != 0
+    live = {int(g) for g in gidx[adv != 0]}
+    keep = [i for i in range(n) if train_all or int(gidx[i]) in live]
+    return Batch(ids, attn, lmask, rlp, token_weights(lmask, gidx, loss), adv, w, gidx, keep)
+
+
+def plan_micro_batches(lengths: list[int], keep: list[int], budget: int, world: int) -> list[list[list[int]]]:
+    """Per rank, a list of micro-batches (sample indices); every rank gets the same count.
+
+    A micro-batch holds rows while rows x longest row <= budget. A rank short of micro-batches gets copies
+    of `[-1]` (run sample 0 at zero weight) so collectives stay matched.
+    """
+    micro: list[list[int]] = []
+    for i in sorted(keep, key=lambda j: -lengths[j]):
+        if micro and (len(micro[-1]) + 1) * max(lengths[j] for j in micro[-1] + [i]) <= budget:
+            micro[-1].append(i)
+        else:
+            micro.append([i])
+    per_rank: list[list[list[int]]] = [micro[r::world] for r in range(world)]
+    most = max(len(m) for m in per_rank)
+    return [m + [[-1]] * (most - len(m)) for m in per_rank]
+
+
+def token_logprobs(model: Any, ids: Tensor, attn: Tensor, with_entropy: bool,
+                   entropy_grad: bool = False) -> tuple[Tensor, Tensor | None]:
+    """log pi(ids[t] | ids[<t]) as [B, T] (column 0 is 0), and the per-token entropy if asked."""
+    logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1].float()
+    logsm = torch.log_softmax(logits, -1)
+    logp = torch.nn.functional.pad(logsm.gather(-1, ids[:, 1:, None]).squeeze(-1), (1, 0))
+    ent = None
+    if with_entropy:
+        with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
+            ent = torch.nn.functional.pad(-(logsm.exp() * logsm).sum(-1), (1, 0))
+    return logp, ent
+
+
+class LearnerWorker:
+    """One data-parallel rank: an HF causal LM wrapped by a DeepSpeed engine."""
+
+    def __init__(self, config: LearnerConfig, model_path: str, rank: int, world: int) -> None:
+        self.c, self.model_path, self.rank, self.world = config, model_path, rank, world
+
+    def address(self) -> tuple[str, int]:
+        with socket.socket() as s:
+            s.bind(("", 0))
+            return ray.util.get_node_ip_address(), s.getsockname()[1]
+
+    def setup(self, master_addr: str, master_port: int) -> None:
+        from actors.ds_config import ds_config, init_process_group
+
+        init_process_group(self.c.device, self.rank, self.world, master_addr, master_port)
+        import deepspeed
+        from transformers import AutoModelForCausalLM
+
+        random.seed(self.c.seed)
+        torch.manual_seed(self.c.seed)
+        self.device = torch.device("cuda", 0) if self.c.device == "cuda" else torch.device("cpu")
+        model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32)
+        model.config.use_cache = False
+        opt = torch.optim.AdamW(model.parameters(), lr=self.c.lr, weight_decay=self.c.weight_decay)
+        warm = max(1, self.c.warmup_steps)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))
+        self.engine, *_ = deepspeed.initialize(
+            model=model, optimizer=opt, lr_scheduler=sched,
+            config=ds_config(self.c.zero_stage, self.c.dtype, self.c.grad_clip))
+        self.ref = None
+        if self.c.loss.kl_coef:  # reference model only when the KL term is on
+            dt = torch.bfloat16 if self.c.dtype == "bfloat16" else torch.float32
+            self.ref = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=dt).to(self.device).eval()
+
+    def _micro(self, b: Batch, idx: list[int]) -> dict[str, Tensor]:
+        dummy = idx == [-1]
+        rows = torch.tensor([0] if dummy else idx)
+        t = int(b.attention_mask[rows].sum(1).max())
+        out = {k: getattr(b, k)[rows, :t].to(self.device) for k in
+               ("input_ids", "attention_mask", "loss_mask", "rollout_logp", "weights")}
+        out["advantages"] = b.advantages[rows].to(self.device)
+        if dummy:
+            out["weights"] = out["weights"] * 0
+        return out
+
+    def train(self, b: Batch, plan: list[list[int]]) -> dict[str, float]:
+        """`ppo_epochs` optimizer steps on this rank's micro-batches; sums for the driver to combine."""
+        c, eng = self.c, self.engine
+        mbs = [self._micro(b, idx) for idx in plan]
+        old: list[Tensor | None] = [None] * len(mbs)
+        if c.logprobs_source == "learner" and c.ppo_epochs > 1:
+            with torch.no_grad():
+                old = [token_logprobs(eng, m["input_ids"], m["attention_mask"], False)[0] for m in mbs]
+        sums: dict[str, float] = {}
+        for _ in range(c.ppo_epochs):
+            for m, old_m in zip(mbs, old):
+                logp, ent = token_logprobs(eng, m["input_ids"], m["attention_mask"], True,
+                                           entropy_grad=c.loss.entropy_coef != 0)
+                if c.logprobs_source == "engine":
+                    old_m = m["rollout_logp"]
+                elif old_m is None:  # strictly on-policy: pi_old is the current policy, ratio = 1
+                    old_m = logp.detach()
+                ref = None
+                if self.ref is not None:
+                    with torch.no_grad():
+                        ref = token_logprobs(self.ref, m["input_ids"], m["attention_mask"], False)[0]
+                loss, met = policy_loss(logp, old_m, m["advantages"], m["weights"], c.loss, ref_logp=ref,
+                                        rollout_logp=m["rollout_logp"], entropy=ent)
+                eng.backward(loss * self.world, scale_wrt_gas=False)  # DeepSpeed averages over ranks
+                sums["loss"] = sums.get("loss", 0.0) + loss.item() / c.ppo_epochs
+                for k in ("clip_frac", "approx_kl", "entropy"):
+                    sums[k] = sums.get(k, 0.0) + met[k] * met["tokens"] / c.ppo_epochs
+                sums["tokens"] = sums.get("tokens", 0.0) + met["tokens"] / c.ppo_epochs
+            eng.step()
+        norm = eng.get_global_grad_norm()
+        sums["grad_norm"] = float(norm) if norm is not None else float("nan")
+        sums["lr"] = eng.get_lr()[0]
+        return sums
+
+    def state_dict(self) -> dict[str, Tensor] | None:
+        """Full parameters gathered on every rank (a collective); returned by rank 0 only."""
+        import deepspeed
+
+        module = self.engine.module
+        with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None):
+            if self.rank != 0:
+                return None
+            return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+    def save_hf(self, path: str) -> None:
+        sd = self.state_dict()
+        if sd is None:
+            return
+        from transformers import AutoTokenizer
+
+        self.engine.module.save_pretrained(path, state_dict=sd, safe_serialization=True)
+        AutoTokenizer.from_pretrained(self.model_path).save_pretrained(path)
+
+    def save_checkpoint(self, path: str) -> None:
+        self.engine.save_checkpoint(path, tag="ckpt")
+        rng = {"torch": torch.get_rng_state(), "python": random.getstate(),
+               "cuda": torch.cuda.get_rng_state_all() if self.c.device == "cuda" else None}
+        torch.save(rng, Path(path) / f"rng_rank{self.rank}.pt")
+
+    def load_checkpoint(self, path: str) -> None:
+        self.engine.load_checkpoint(path, tag="ckpt")
+        rng = torch.load(Path(path) / f"rng_rank{self.rank}.pt", weights_only=False)
+        torch.set_rng_state(rng["torch"])
+        random.setstate(rng["python"])
+        if rng["cuda"] is not None:
+            torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+class LearnerGroup:
+    """Driver-side handle on `num_actors` learner actors in one placement group."""
+
+    def __init__(self, config: LearnerConfig, model_path: str, num_actors: int | None = None) -> None:
+        from ray.util.placement_group import placement_group
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+        from transformers import AutoTokenizer
+
+        self.c, self.model_path = config, str(model_path)
+        n = num_actors or config.num_actors
+        gpu = config.device == "cuda"
+        bundle = {"CPU": 1, "GPU": 1} if gpu else {"CPU": 1}
+        self.pg = placement_group([bundle] * n, strategy="PACK")
+        ray.get(self.pg.ready())
+        env = {"OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cuda" if gpu else "cpu",
+               "TOKENIZERS_PARALLELISM": "false"}
+        actor = ray.remote(LearnerWorker)
+        self.workers = [
+            actor.options(num_cpus=1, num_gpus=1 if gpu else 0, runtime_env={"env_vars": env},
+                          scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, i)
+                          ).remote(config, self.model_path, i, n)
+            for i in range(n)]
+        addr, port = ray.get(self.workers[0].address.remote())
+        ray.get([w.setup.remote(addr, port) for w in self.workers])
+        self.pad_id = AutoTokenizer.from_pretrained(self.model_path).pad_token_id or 0
+
+    def step(self, samples: list[dict[str, Any]]) -> dict[str, float]:
+        """One rollout batch -> `ppo_epochs` optimizer steps. Groups with all-zero advantages are skipped."""
+        b = collate(samples, self.c.loss, self.pad_id)
+        lengths = b.attention_mask.sum(1).tolist()
+        m: dict[str, float] = {"skipped_frac": 1 - len(b.keep) / len(samples),
+                               "w_mean": b.mgpo_w.mean().item(), "w_std": b.mgpo_w.std(unbiased=False).item(),
+                               "adv_abs_mean": b.advantages.abs().mean().item(),
+                               "weight_version_min": float(min(s["weight_version"] for s in samples))}
+        if not b.keep:
+            return {**m, "loss": 0.0, "tokens": 0.0, "grad_norm": 0.0, "entropy": 0.0, "clip_frac": 0.0,
+                    "approx_kl": 0.0, "stepped": 0.0}
+        plan = plan_micro_batches(lengths, b.keep, self.c.micro_batch_tokens, len(self.workers))
+        ref = ray.put(b)
+        parts = ray.get([w.train.remote(ref, p) for w, p in zip(self.workers, plan)])
+        tokens = sum(p["tokens"] for p in parts)
+        m.update(loss=sum(p["loss"] for p in parts), tokens=tokens, grad_norm=parts[0]["grad_norm"],
+                 lr=parts[0]["lr"], stepped=1.0)
+        for k in ("clip_frac", "approx_kl", "entropy"):
+            m[k] = sum(p[k] for p in parts) / max(tokens, 1.0)
+        return m
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """Full (gathered) HF-named parameters as CPU tensors, from rank 0."""
+        return ray.get([w.state_dict.remote() for w in self.workers])[0]
+
+    def save_hf(self, path: str | Path) -> None:
+        """`save_pretrained` safetensors + tokenizer, loadable by transformers and vLLM."""
+        ray.get([w.save_hf.remote(str(path)) for w in self.workers])
+
+    def save_checkpoint(self, path: str | Path, extra: dict[str, Any] | None = None) -> None:
+        """Model, optimizer, scheduler, step, RNG and `extra`; written to a temp dir, then renamed."""
+        final = Path(path)
+        tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir(parents=True)
+        ray.get([w.save_checkpoint.remote(str(tmp)) for w in self.workers])
+        torch.save({"extra": extra or {}}, tmp / "extra.pt")
+        old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
+        if final.exists():
+            final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def load_checkpoint(self, path: str | Path) -> dict[str, Any]:
+        ray.get([w.load_checkpoint.remote(str(path)) for w in self.workers])
+        return torch.load(Path(path) / "extra.pt", weights_only=False)["extra"]
+
+    def shutdown(self) -> None:
+        from ray.util.placement_group import remove_placement_group
+
+        for w in self.workers:
+            ray.kill(w)
+        remove_placement_group(self.pg)
+        self.workers = []

@@ -1,0 +1,106 @@
+"""Training tokens/s of the DeepSpeed learner (ZeRO-2, 1 and 2 actors) beside a plain PyTorch AdamW loop.
+
+Same tiny model, same batch, same loss and micro-batching; one thread per process (the learner actors run
+with OMP_NUM_THREADS=1, so the torch loop does too). Tokens = response tokens trained. Last line: JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+STEPS, WARMUP = 6, 2
+
+
+def make_samples(groups: int = 8, size: int = 4, seed: int = 0) -> list[dict]:
+    rng = random.Random(seed)
+    out = []
+    for g in range(groups):
+        prompt = [rng.randrange(10, 300) for _ in range(24)]
+        for i in range(size):
+            n = rng.randint(32, 96)
+            out.append(dict(prompt_ids=prompt, response_ids=[rng.randrange(10, 300) for _ in range(n)],
+                            rollout_logprobs=[-5.0] * n, reward=float(i % 2), group=f"g{g}", weight_version=0))
+    return out
+
+
+def torch_tok_s(model_dir: str, samples: list[dict], c) -> float:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from actors.learner import collate, plan_micro_batches, token_logprobs
+    from trainer.losses import policy_loss
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    opt = torch.optim.AdamW(model.parameters(), lr=c.lr)
+    b = collate(samples, c.loss, pad_id=0)
+    (plan,) = plan_micro_batches(b.attention_mask.sum(1).tolist(), b.keep, c.micro_batch_tokens, 1)
+    tokens, t0 = 0.0, 0.0
+    for step in range(WARMUP + STEPS):
+        if step == WARMUP:
+            tokens, t0 = 0.0, time.perf_counter()
+        for idx in plan:
+            rows = torch.tensor(idx)
+            t = int(b.attention_mask[rows].sum(1).max())
+            ids, attn = b.input_ids[rows, :t], b.attention_mask[rows, :t]
+            logp, ent = token_logprobs(model, ids, attn, True)
+            loss, m = policy_loss(logp, logp.detach(), b.advantages[rows], b.weights[rows, :t], c.loss,
+                                  entropy=ent)
+            loss.backward()
+            tokens += m["tokens"]
+        torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
+        opt.step()
+        opt.zero_grad()
+    return tokens / (time.perf_counter() - t0)
+
+
+def ds_tok_s(model_dir: str, samples: list[dict], c, actors: int) -> float:
+    from actors.learner import LearnerGroup
+
+    group = LearnerGroup(c, model_dir, actors)
+    try:
+        tokens, t0 = 0.0, 0.0
+        for step in range(WARMUP + STEPS):
+            if step == WARMUP:
+                tokens, t0 = 0.0, time.perf_counter()
+            tokens += group.step(samples)["tokens"]
+        return tokens / (time.perf_counter() - t0)
+    finally:
+        group.shutdown()
+
+
+def main() -> None:
+    import ray
+
+    from actors.learner import LearnerConfig
+    from trainer.tiny_model import TinyModelConfig, build
+
+    c = LearnerConfig(zero_stage=2, lr=1e-4, micro_batch_tokens=2048)
+    samples = make_samples()
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = str(build(TinyModelConfig(), tmp))
+        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
+        try:
+            res = {"torch_tok_s": torch_tok_s(model_dir, samples, c),
+                   "ds1_tok_s": ds_tok_s(model_dir, samples, c, 1),
+                   "ds2_tok_s": ds_tok_s(model_dir, samples, c, 2)}
+        finally:
+            ray.shutdown()
+    res = {k: round(v, 1) for k, v in res.items()}
+    res["ds1_vs_torch"] = round(res["ds1_tok_s"] / res["torch_tok_s"], 3)
+    res["ds2_vs_torch"] = round(res["ds2_tok_s"] / res["torch_tok_s"], 3)
+    print(f"tiny model (4 layers), {len(samples)} samples, {STEPS} timed steps, ZeRO-2, 1 thread per process")
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""trainer/losses.py against hand-computed values (literals below were worked out on paper / a calculator)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from actors.learner import collate, plan_micro_batches
+from trainer.losses import (
+    LossConfig,
+    group_advantages,
+    grpo_advantage,
+    long2short,
+    mgpo_weight,
+    policy_loss,
+    token_weights,
+)
+
+# One group of 4: rewards [1, 0, 0, 0] -> mean 0.25, population std sqrt(0.25*0.75) = 0.4330127.
+R = torch.tensor([1.0, 0.0, 0.0, 0.0])
+G = ["p1"] * 4
+LENS = torch.tensor([2, 3, 4, 5])
+
+
+def adv(**kw) -> torch.Tensor:
+    return group_advantages(R, G, LENS, LossConfig(**kw))[0]
+
+
+def test_grpo_advantage_population_std():
+    a = adv(mgpo_lambda=0.0)
+    torch.testing.assert_close(a, torch.tensor([1.7320508, -0.5773503, -0.5773503, -0.5773503]),
+                               atol=1e-5, rtol=0)
+
+
+def test_drgrpo_no_std():
+    a = adv(advantage="drgrpo", mgpo_lambda=0.0)
+    torch.testing.assert_close(a, torch.tensor([0.75, -0.25, -0.25, -0.25]))
+
+
+@pytest.mark.parametrize("lam,w", [(0.0, 1.0), (1.0, 0.8773827), (4.0, 0.5925926)])
+def test_mgpo_scales_grpo(lam: float, w: float):
+    # p_c = 1/4: D_ME = 0.25*ln(0.5) + 0.75*ln(1.5) = 0.1308120; w = exp(-lam * D_ME)
+    a = adv(mgpo_lambda=lam)
+    torch.testing.assert_close(a, w * torch.tensor([1.7320508, -0.5773503, -0.5773503, -0.5773503]),
+                               atol=1e-5, rtol=0)
+
+
+def test_mgpo_lambda_zero_is_grpo_exactly():
+    a0, w0 = group_advantages(R, G, LENS, LossConfig(mgpo_lambda=0.0))
+    assert torch.equal(w0, torch.ones(4))
+    assert torch.equal(a0, grpo_advantage(R.double(), 1e-6).float())
+
+
+@pytest.mark.parametrize("k,w", [(1, 0.729), (2, 0.877), (4, 1.0)])
+def test_mgpo_w_table(k: int, w: float):
+    r = torch.tensor([1.0] * k + [0.0] * (8 - k))
+    assert abs(mgpo_weight(r, 1.0).item() - w) < 1e-3
+
+
+def test_zero_std_group_gives_zero_advantage():
+    a, w = group_advantages(torch.ones(4), G, LENS, LossConfig())
+    assert torch.equal(a, torch.zeros(4))
+    assert abs(w[0].item() - 0.5) < 1e-6  # p_c = 1: D_ME = ln 2 (0 log 0 = 0), w = 0.5 at lambda = 1
+
+
+def test_long2short_hand_values_and_zero_sum():
+    r = torch.tensor([1.0, 1.0, 1.0, 0.0])
+    out = long2short(r, torch.tensor([2, 4, 8, 5]), 0.2)
+    # s = [1/2, 1/4, 1/8], mean 7/24, dev/max|dev| = [1, -0.2, -0.8]
+    torch.testing.assert_close(out, torch.tensor([1.2, 0.96, 0.84, 0.0]))
+    assert abs(out.mean().item() - r.mean().item()) < 1e-7
+    assert torch.equal(long2short(r, torch.tensor([3, 3, 3, 5]), 0.2), r)  # all same length
+    one = torch.tensor([1.0, 0.0, 0.0, 0.0])
+    assert torch.equal(long2short(one, torch.tensor([2, 4, 8, 5]), 0.2), one)  # < 2 correct
+    a = group_advantages(r, G, torch.tensor([2, 4, 8, 5]), LossConfig(long2short_lambda=0.2, mgpo_lambda=0))[0]
+    assert a[0] > a[1] > a[2] > a[3]
+
+
+# Policy-loss example: two responses (lengths 2 and 3), A = [+1, -1], pi_old = 1 (old_logp = 0),
+# ratios seq0 [1.0, 1.5], seq1 [0.5, 1.0, 1.1]; clip 0.2 / 0.28:
+#   seq0: [-1, max(-1.5, -1.28) = -1.28]            (token 2 clipped)
+#   seq1: [max(0.5, 0.8) = 0.8, 1.0, 1.1]             (token 1 clipped)
+MASK = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
+LOGP = torch.log(torch.tensor([[1.0, 1.5, 1.0], [0.5, 1.0, 1.1]]))
+OLD = torch.zeros(2, 3)
+A = torch.tensor([1.0, -1.0])
+GIDX = torch.tensor([0, 0])
+
+
+def loss_of(c: LossConfig, **kw) -> tuple[float, dict[str, float]]:
+    loss, m = policy_loss(LOGP, OLD, A, token_weights(MASK, GIDX, c), c, **kw)
+    return loss.item(), m
+
+
+@pytest.mark.parametrize("mode,value", [
+    ("seq-mean-token-mean", (-1.14 + 0.9666667) / 2),   # seq means, then group mean
+    ("token-mean", 0.62 / 5),                           # (-2.28 + 2.9) / 5 tokens
+    ("seq-mean-token-sum-norm", (-0.57 + 0.725) / 2),   # token sums / norm_length 4, then mean
+])
+def test_aggregation_modes_with_clipping(mode: str, value: float):
+    loss, m = loss_of(LossConfig(aggregation=mode, norm_length=4))
+    assert abs(loss - value) < 1e-6
+    assert m["clip_frac"] == pytest.approx(0.4)
+    assert m["tokens"] == 5
+
+
+def test_symmetric_clip_changes_value():
+    # clip_high 0.2: seq0 token 2 becomes -1.2 -> token-mean (-2.2 + 2.9) / 5 = 0.14
+    loss, _ = loss_of(LossConfig(aggregation="token-mean", clip_high=0.2))
+    assert abs(loss - 0.14) < 1e-6
+
+
+def test_seq_mean_token_mean_weights_over_groups():
+    mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]])
+    w = token_weights(mask, torch.tensor([0, 0, 1]), LossConfig())
+    expect = torch.tensor([[1 / 8, 1 / 8, 0, 0], [1 / 16] * 4, [1 / 2, 0, 0, 0]])
+    torch.testing.assert_close(w, expect)
+    assert abs(w.sum().item() - 1.0) < 1e-6
+
+
+def test_tis_cap():
+    # old/rollout: seq0 = 3 -> capped at 2; seq1 = 0.5 -> kept. token-mean: (-4.56 + 1.45) / 5
+    roll = torch.tensor([[math.log(1 / 3)] * 3, [math.log(2.0)] * 3])
+    loss, _ = loss_of(LossConfig(aggregation="token-mean", tis_cap=2.0), rollout_logp=roll)
+    assert abs(loss - (-3.11 / 5)) < 1e-6
+    off, _ = loss_of(LossConfig(aggregation="token-mean"), rollout_logp=roll)
+    assert abs(off - 0.124) < 1e-6
+
+
+@pytest.mark.parametrize("est,k", [("k1", 0.5), ("k2", 0.125), ("k3", 0.1065307)])
+def test_kl_estimators(est: str, k: float):
+    loss, _ = loss_of(LossConfig(aggregation="token-mean", kl_coef=0.1, kl_estimator=est), ref_logp=LOGP - 0.5)
+    assert abs(loss - (0.124 + 0.1 * k)) < 1e-6
+
+
+def test_entropy_bonus_and_metrics():
+    ent = torch.full((2, 3), 2.0)
+    loss, m = loss_of(LossConfig(aggregation="token-mean", entropy_coef=0.01), entropy=ent)
+    assert abs(loss - (0.124 - 0.02)) < 1e-6
+    assert m["entropy"] == pytest.approx(2.0)
+    # approx_kl = mean 0.5*(logp-old)^2 over the 5 response tokens
+    expect = sum(0.5 * math.log(x) ** 2 for x in (1.0, 1.5, 0.5, 1.0, 1.1)) / 5
+    assert m["approx_kl"] == pytest.approx(expect)
+
+
+def test_ratio_one_gradient_is_advantage_weighted_logprob():
+    logp = LOGP.clone().requires_grad_(True)
+    c = LossConfig(aggregation="token-mean")
+    loss, _ = policy_loss(logp, logp.detach(), A, token_weights(MASK, GIDX, c), c)
+    loss.backward()
+    torch.testing.assert_close(logp.grad, -A[:, None] * MASK / 5)
+
+
+def test_collate_layout_and_skip():
+    samples = [
+        dict(prompt_ids=[5, 6], response_ids=[7, 8, 9], rollout_logprobs=[-0.1, -0.2, -0.3], reward=1.0,
+             group="a", weight_version=3),
+        dict(prompt_ids=[5, 6], response_ids=[10], rollout_logprobs=[-0.4], reward=0.0, group="a",
+             weight_version=3),
+        dict(prompt_ids=[11], response_ids=[12, 13], rollout_logprobs=[-0.5, -0.6], reward=1.0, group="b",
+             weight_version=3),
+        dict(prompt_ids=[11], response_ids=[14], rollout_logprobs=[-0.7], reward=1.0, group="b",
+             weight_version=3),
+    ]
+    b = collate(samples, LossConfig(mgpo_lambda=0.0), pad_id=0)
+    assert b.input_ids.tolist() == [[5, 6, 7, 8, 9], [5, 6, 10, 0, 0], [11, 12, 13, 0, 0], [11, 14, 0, 0, 0]]
+    assert b.attention_mask.tolist() == [[1] * 5, [1, 1, 1, 0, 0], [1, 1, 1, 0, 0], [1, 1, 0, 0, 0]]
+    assert b.loss_mask.tolist() == [[0, 0, 1, 1, 1], [0, 0, 1, 0, 0], [0, 1, 1, 0, 0], [0, 1, 0, 0, 0]]
+    torch.testing.assert_close(b.rollout_logp[0], torch.tensor([0, 0, -0.1, -0.2, -0.3]))
+    # group a: rewards [1, 0] -> mean .5, std .5 -> A = [1, -1] (eps 1e-6); group b: all correct -> 0, skipped
+    torch.testing.assert_close(b.advantages, torch.tensor([1.0, -1.0, 0.0, 0.0]), atol=1e-5, rtol=0)
+    assert b.keep == [0, 1]
+    # seq-mean-token-mean over 2 prompts: 1/(3*2*2), 1/(1*2*2), 1/(2*2*2), 1/(1*2*2)
+    torch.testing.assert_close(b.weights.sum(1), torch.tensor([0.25, 0.25, 0.25, 0.25]))
+    assert collate(samples, LossConfig(kl_coef=0.1), pad_id=0).keep == [0, 1, 2, 3]
+
+
+def test_plan_micro_batches_token_budget_and_equal_counts():
+    plan = plan_micro_batches([10, 4, 6, 3, 9], keep=[0, 1, 2, 3, 4], budget=20, world=2)
+    # sorted by length: 0(10), 4(9), 2(6), 1(4), 3(3): [0, 4] = 2*10 <= 20; [2, 1, 3] = 3*6 <= 20
+    assert plan == [[[0, 4]], [[2, 1, 3]]]
+    plan = plan_micro_batches([10, 10, 10], keep=[0, 1, 2], budget=10, world=2)
+    assert plan == [[[0], [2]], [[1], [-1]]]

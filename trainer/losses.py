@@ -1,0 +1,165 @@
+"""The RL loss, top to bottom: rewards -> group advantages (GRPO / Dr. GRPO) -> MGPO weight -> clipped
+policy loss with optional KL, entropy bonus and truncated importance sampling.
+
+Conventions (hand-checked in tests/test_losses.py):
+- std is the *population* std of the group's rewards (ddof=0, `torch.std(unbiased=False)`).
+- Aggregation modes are expressed as per-token weights over the whole batch (see `token_weights`), so the
+  loss of a batch is `sum(weights * per_token_loss)`; micro-batches and data-parallel shards simply add up.
+- Registries (`ADVANTAGES`, `AGGREGATIONS`, `KL_ESTIMATORS`) map a config string to one small function;
+  a new variant is one function plus one dict entry.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ssp.config import cfg
+
+
+@dataclass
+class LossConfig:
+    advantage: str = cfg("grpo", "advantage estimator: grpo ((r-mean)/(std+eps), population std) | "
+                                 "drgrpo (r-mean, no std)")
+    eps: float = cfg(1e-6, "epsilon in the GRPO std normalisation")
+    mgpo_lambda: float = cfg(1.0, "MGPO entropy-deviation weight lambda: w = exp(-lambda*D_ME); 0 = GRPO")
+    clip_low: float = cfg(0.2, "PPO clip epsilon below 1 (ratio >= 1-clip_low)")
+    clip_high: float = cfg(0.28, "PPO clip epsilon above 1 (clip-higher, DAPO's 0.28; set 0.2 for "
+                                 "symmetric PPO)")
+    aggregation: str = cfg("seq-mean-token-mean", "seq-mean-token-mean (paper) | token-mean (DAPO) | "
+                                                  "seq-mean-token-sum-norm (Dr. GRPO)")
+    norm_length: int = cfg(4096, "constant length dividing each response's token sum in "
+                                 "seq-mean-token-sum-norm (the max response length)")
+    kl_coef: float = cfg(0.0, "KL-to-reference coefficient; 0 = no reference model is loaded")
+    kl_estimator: str = cfg("k3", "KL estimator: k1 | k2 | k3 (Schulman)")
+    entropy_coef: float = cfg(0.0, "entropy bonus coefficient (loss -= coef * entropy)")
+    tis_cap: float | None = cfg(None, "truncated importance sampling cap C on pi_old_learner/pi_rollout; "
+                                      "None = off")
+    long2short_lambda: float = cfg(0.0, "Long2Short length bonus for correct responses (report: 0.2); 0 = off")
+
+
+# ---- rewards -> advantages ---------------------------------------------------------------------------
+
+def long2short(rewards: Tensor, lengths: Tensor, lam: float = 0.2) -> Tensor:
+    """r' = r + lam*(s - mean s)/max|s - mean s| over correct responses (r == 1), s = 1/length. Zero-sum."""
+    correct = rewards == 1
+    if lam == 0 or correct.sum() < 2:
+        return rewards
+    s = 1.0 / lengths[correct].double()
+    dev = s - s.mean()
+    scale = dev.abs().max()
+    if scale == 0:
+        return rewards
+    out = rewards.clone().double()
+    out[correct] += lam * dev / scale
+    return out.to(rewards.dtype)
+
+
+def grpo_advantage(r: Tensor, eps: float) -> Tensor:
+    std = r.std(unbiased=False) if r.numel() > 1 else r.new_zeros(())
+    return torch.where(std > 0, (r - r.mean()) / (std + eps), torch.zeros_like(r))
+
+
+def drgrpo_advantage(r: Tensor, eps: float) -> Tensor:
+    return r - r.mean()
+
+
+ADVANTAGES: dict[str, Callable[[Tensor, float], Tensor]] = {"grpo": grpo_advantage, "drgrpo": drgrpo_advantage}
+
+
+def mgpo_weight(r: Tensor, lam: float) -> Tensor:
+    """w = exp(-lam * D_ME), D_ME = KL(Bernoulli(p_c) || Bernoulli(0.5)), p_c = share of r == 1."""
+    p = (r == 1).double().mean()
+    d = sum(q * math.log(q / 0.5) for q in (p.item(), 1 - p.item()) if q > 0)  # 0*log 0 = 0
+    return torch.tensor(math.exp(-lam * d), dtype=torch.float64)
+
+
+def group_advantages(rewards: Tensor, groups: list[str], lengths: Tensor, c: LossConfig) -> tuple[Tensor, Tensor]:
+    """Per-sample advantage A' = w*A (computed within each group) and the group's MGPO weight w."""
+    adv = torch.zeros(len(groups), dtype=torch.float64)
+    w = torch.ones(len(groups), dtype=torch.float64)
+    for g in dict.fromkeys(groups):
+        idx = torch.tensor([i for i, x in enumerate(groups) if x == g])
+        r = long2short(rewards[idx].double(), lengths[idx], c.long2short_lambda)
+        wg = mgpo_weight(rewards[idx], c.mgpo_lambda)  # on the raw (binary) correctness
+        adv[idx] = wg * ADVANTAGES[c.advantage](r, c.eps)
+        w[idx] = wg
+    return adv.float(), w.float()
+
+
+# ---- aggregation: per-token weights over the whole batch ---------------------------------------------
+
+def seq_mean_token_mean(mask: Tensor, group_idx: Tensor, norm_length: int) -> Tensor:
+    """Mean over a response's tokens, then over its group, then over prompts."""
+    n_groups = int(group_idx.unique().numel())
+    group_size = torch.bincount(group_idx)[group_idx].float()
+    per_seq = 1.0 / (mask.sum(1).clamp(min=1) * group_size * n_groups)
+    return mask * per_seq[:, None]
+
+
+def token_mean(mask: Tensor, group_idx: Tensor, norm_length: int) -> Tensor:
+    """Every response token in the batch counts equally (DAPO)."""
+    return mask / mask.sum().clamp(min=1)
+
+
+def seq_mean_token_sum_norm(mask: Tensor, group_idx: Tensor, norm_length: int) -> Tensor:
+    """Token sum divided by a constant length, then mean over responses (Dr. GRPO)."""
+    return mask / (norm_length * mask.shape[0])
+
+
+AGGREGATIONS: dict[str, Callable[[Tensor, Tensor, int], Tensor]] = {
+    "seq-mean-token-mean": seq_mean_token_mean,
+    "token-mean": token_mean,
+    "seq-mean-token-sum-norm": seq_mean_token_sum_norm,
+}
+
+
+def token_weights(mask: Tensor, group_idx: Tensor, c: LossConfig) -> Tensor:
+    return AGGREGATIONS[c.aggregation](mask.float(), group_idx, c.norm_length)
+
+
+# ---- KL estimators (log-ratio x = logp - ref_logp, samples from pi_theta) -----------------------------
+
+KL_ESTIMATORS: dict[str, Callable[[Tensor], Tensor]] = {
+    "k1": lambda x: x,
+    "k2": lambda x: 0.5 * x**2,
+    "k3": lambda x: torch.exp(-x) - 1 + x,
+}
+
+
+# ---- the policy loss -----------------------------------------------------------------------------------
+
+def policy_loss(logp: Tensor, old_logp: Tensor, adv: Tensor, weights: Tensor, c: LossConfig,
+                ref_logp: Tensor | None = None, rollout_logp: Tensor | None = None,
+                entropy: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
+    """sum(weights * per-token loss). Shapes [B, T] (adv: [B]); `weights` is zero off the response tokens.
+
+    Returns the loss and token-mean metrics over this batch's response tokens (plus `tokens`).
+    """
+    mask = weights != 0
+    a = adv[:, None]
+    ratio = torch.exp(logp - old_logp)
+    pg_unclipped = -a * ratio
+    pg_clipped = -a * ratio.clamp(1 - c.clip_low, 1 + c.clip_high)
+    per_token = torch.maximum(pg_unclipped, pg_clipped)
+    if c.tis_cap is not None and rollout_logp is not None:  # train/inference mismatch correction
+        per_token = per_token * torch.exp(old_logp - rollout_logp).clamp(max=c.tis_cap).detach()
+    if c.kl_coef and ref_logp is not None:
+        per_token = per_token + c.kl_coef * KL_ESTIMATORS[c.kl_estimator](logp - ref_logp)
+    if c.entropy_coef and entropy is not None:
+        per_token = per_token - c.entropy_coef * entropy
+    loss = (weights * per_token).sum()
+
+    n = mask.sum().clamp(min=1)
+    with torch.no_grad():
+        metrics = {
+            "clip_frac": ((pg_clipped > pg_unclipped) & mask).sum().item() / n.item(),
+            "approx_kl": (0.5 * (logp - old_logp) ** 2 * mask).sum().item() / n.item(),
+            "entropy": (entropy * mask).sum().item() / n.item() if entropy is not None else 0.0,
+            "tokens": float(mask.sum().item()),
+        }
+    return loss, metrics
