@@ -258,7 +258,7 @@ class Sandbox:
         finally:
             with _live_lock:
                 _live.discard(proc.pid)
-            if uid is not None and (timed_out or not self.bwrap):
+            if uid is not None:  # nothing of this slot's uid outlives the check (pid-ns teardown is async)
                 kill_uid(uid)
             _reap_zombies()
         return rc, timed_out

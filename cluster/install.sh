@@ -23,7 +23,7 @@ fi
 PIP=("$VENV/bin/pip" install -q)
 # The CPU torch wheel (2.13.0+cpu) may lie in a local wheel folder; pip takes it from there.
 [ -d /opt/wheels ] && PIP+=(--find-links /opt/wheels)
-"${PIP[@]}" --upgrade pip wheel "setuptools<80"
+"${PIP[@]}" --upgrade pip wheel
 "${PIP[@]}" -e ".[${DEVICE},dev]"
 # PyPI's torchvision/torchaudio/torchcodec are CUDA builds that break `import transformers` models.
 "$VENV/bin/pip" uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true

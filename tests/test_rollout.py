@@ -77,16 +77,20 @@ def test_killed_engine_mid_batch_is_restarted_with_current_weights(pool, tiny_mo
     model = _perturbed(tiny_model_dir, 0.02)
     pool.update_weights(model.state_dict(), version=2)
     out = {}
-    many = [{"id": f"k{i}", "prompt": f"What is {i} + {i}?"} for i in range(24)]
-    t = threading.Thread(target=lambda: out.setdefault("r", pool.generate(many, n=4, overrides={"max_tokens": 48})))
+    many = [{"id": f"k{i}", "prompt": f"What is {i} + {i}?"} for i in range(48)]
+    t = threading.Thread(target=lambda: out.setdefault("r", pool.generate(many, n=4, overrides={"max_tokens": 64})))
     t.start()
     time.sleep(1.0)
+    assert t.is_alive(), "the batch finished before the kill; make it longer"
     ray.kill(pool.workers[0], no_restart=False)
     t.join(timeout=300)
     rollouts = out["r"]
-    assert len(rollouts) == 24 * 4
+    assert len(rollouts) == 48 * 4
     assert {r.weight_version for r in rollouts} == {2}
-    assert ray.get(pool.workers[0].ready.remote()) == 2  # the restarted engine got the current weights
+    # the restarted engine serves again only on the current weights (resynced on retry or on its next call)
+    again = pool.generate(many[:4], n=1)
+    assert {r.weight_version for r in again} == {2}
+    assert ray.get([w.ready.remote() for w in pool.workers]) == [2, 2]
 
 
 def test_startup_failure_is_loud(ray_cluster, tmp_path):
