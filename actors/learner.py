@@ -222,6 +222,15 @@ class LearnerWorker:
             torch.cuda.set_rng_state_all(rng["cuda"])
 
 
+def gather(refs: list) -> list:
+    """ray.get that fails as soon as one rank fails, instead of waiting on peers stuck in a collective."""
+    pending = list(refs)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        ray.get(done)
+    return ray.get(refs)
+
+
 class LearnerGroup:
     """Driver-side handle on `num_actors` learner actors in one placement group."""
 
@@ -261,7 +270,7 @@ class LearnerGroup:
                     "approx_kl": 0.0, "stepped": 0.0}
         plan = plan_micro_batches(lengths, b.keep, self.c.micro_batch_tokens, len(self.workers))
         ref = ray.put(b)
-        parts = ray.get([w.train.remote(ref, p) for w, p in zip(self.workers, plan)])
+        parts = gather([w.train.remote(ref, p) for w, p in zip(self.workers, plan)])
         tokens = sum(p["tokens"] for p in parts)
         m.update(loss=sum(p["loss"] for p in parts), tokens=tokens, grad_norm=parts[0]["grad_norm"],
                  lr=parts[0]["lr"], stepped=1.0)
@@ -271,18 +280,18 @@ class LearnerGroup:
 
     def state_dict(self) -> dict[str, Tensor]:
         """Full (gathered) HF-named parameters as CPU tensors, from rank 0."""
-        return ray.get([w.state_dict.remote() for w in self.workers])[0]
+        return gather([w.state_dict.remote() for w in self.workers])[0]
 
     def save_hf(self, path: str | Path) -> None:
         """`save_pretrained` safetensors + tokenizer, loadable by transformers and vLLM."""
-        ray.get([w.save_hf.remote(str(path)) for w in self.workers])
+        gather([w.save_hf.remote(str(path)) for w in self.workers])
 
     def save_checkpoint(self, path: str | Path, extra: dict[str, Any] | None = None) -> None:
         """Model, optimizer, scheduler, step, RNG and `extra`; written to a temp dir, then renamed."""
         final = Path(path)
         tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
         tmp.mkdir(parents=True)
-        ray.get([w.save_checkpoint.remote(str(tmp)) for w in self.workers])
+        gather([w.save_checkpoint.remote(str(tmp)) for w in self.workers])
         torch.save({"extra": extra or {}}, tmp / "extra.pt")
         old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
         if final.exists():
@@ -291,7 +300,7 @@ class LearnerGroup:
         shutil.rmtree(old, ignore_errors=True)
 
     def load_checkpoint(self, path: str | Path) -> dict[str, Any]:
-        ray.get([w.load_checkpoint.remote(str(path)) for w in self.workers])
+        gather([w.load_checkpoint.remote(str(path)) for w in self.workers])
         return torch.load(Path(path) / "extra.pt", weights_only=False)["extra"]
 
     def shutdown(self) -> None:

@@ -80,6 +80,19 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rl(args: argparse.Namespace) -> int:
+    from trainer.rl import main as rl_main
+
+    if args.resume:
+        from ssp.tree import SSPConfig
+
+        conf = load_config(SSPConfig, Path(args.resume) / "config.yaml", [f"run_dir={args.resume}", *args.overrides])
+    else:
+        conf = load_tree(args)
+    summary = rl_main(conf, resume=bool(args.resume))
+    return 0 if summary else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ssp", description="ssp-rl: Spectrum-to-Signal RL post-training")
     sub = parser.add_subparsers(dest="command", required=True, metavar="<command>")
@@ -111,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(p)
     p.add_argument("--n", type=int, default=8, help="problems to answer")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("rl", help="the Signal stage: MGPO on Ray (scheduler, vLLM rollouts, verifiers, DeepSpeed)")
+    add_config_args(p)
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.set_defaults(func=cmd_rl)
 
     for register in _plugins():
         register(sub)

@@ -5,7 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from actors.engine import EngineConfig, SamplingConfig
+from actors.learner import LearnerConfig
+from actors.rollout import RolloutConfig
+from actors.verifier import VerifierConfig
+from cluster.ray_cluster import ClusterConfig
+from cluster.scheduler import SchedulerConfig
 from ssp.config import cfg
+from trainer.rl import RLConfig
+from trainer.sft import SFTConfig
 from trainer.tiny_model import TinyModelConfig
 from trainer.toy_tasks import ToyTaskConfig
 
@@ -33,3 +40,10 @@ class SSPConfig:
     data: DataConfig = cfg(DataConfig(), "problems")
     engine: EngineConfig = cfg(EngineConfig(), "vLLM engine settings (device choices live here)")
     sampling: SamplingConfig = cfg(SamplingConfig(), "rollout sampling settings")
+    cluster: ClusterConfig = cfg(ClusterConfig(), "Ray cluster to run on")
+    rollout: RolloutConfig = cfg(RolloutConfig(), "rollout workers (vLLM engines in Ray actors)")
+    verifier: VerifierConfig = cfg(VerifierConfig(), "verifier actor pool")
+    scheduler: SchedulerConfig = cfg(SchedulerConfig(), "Redis-backed problem scheduler")
+    learner: LearnerConfig = cfg(LearnerConfig(), "DeepSpeed learner")
+    sft: SFTConfig = cfg(SFTConfig(), "SFT warm-up before RL")
+    rl: RLConfig = cfg(RLConfig(), "the RL loop")

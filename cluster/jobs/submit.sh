@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Submit `ssp rl` to a Ray cluster (local or remote) with a runtime env; the same command either way.
+# Usage: cluster/jobs/submit.sh http://HEAD:8265 configs/tiny-cpu.yaml [key.sub=value ...]
+# The head must have this project installed (same venv/image as the workers, e.g. the KubeRay image).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ADDRESS=${1:?Ray dashboard address, e.g. http://127.0.0.1:8265}; CONFIG=${2:?config file}; shift 2
+exec .venv/bin/ray job submit --address "$ADDRESS" --working-dir . \
+  --runtime-env-json '{"env_vars": {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "TOKENIZERS_PARALLELISM": "false"}, "excludes": [".venv", "runs", "artifacts", ".git"]}' \
+  -- python -m ssp.cli rl --config "$CONFIG" "$@"

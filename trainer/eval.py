@@ -1,0 +1,37 @@
+"""Evaluation on held-out problems: Pass@1 of k samples, unbiased pass@k, cons@k, per subdomain.
+
+`evaluate` drives whatever rollout pool and verifier pool it is given (the RL loop passes its own, so
+the numbers are for the current weights).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from trainer.data import Problem
+from trainer.metrics import cons_at_k, mean_pass_at_k
+from trainer.rewards import VerifyRequest
+
+
+def verify_requests(problems: list[Problem], rollouts: list) -> list[VerifyRequest]:
+    """One verifier request per rollout (rollouts are grouped by problem, in problem order)."""
+    by_id = {p.id: p for p in problems}
+    return [VerifyRequest(f"{r.problem_id}#{r.sample_idx}", by_id[r.problem_id].kind, r.text,
+                          by_id[r.problem_id].answer, by_id[r.problem_id].tests) for r in rollouts]
+
+
+def evaluate(rollout_pool, verifier_pool, problems: list[Problem], k: int, overrides: dict | None = None) -> dict:
+    """Pass@1 (mean over k samples), pass@k and cons@k, overall and per subdomain."""
+    rollouts = rollout_pool.generate([{"id": p.id, "prompt": p.prompt} for p in problems], k, overrides)
+    results = verifier_pool.verify(verify_requests(problems, rollouts))
+    per: dict[str, list] = defaultdict(list)
+    for r, res in zip(rollouts, results):
+        per[r.problem_id].append(res)
+    rows = {p.id: (k, sum(x.reward > 0 for x in per[p.id])) for p in problems}
+    cons = {p.id: cons_at_k([x.answer for x in per[p.id]], [x.reward for x in per[p.id]]) for p in problems}
+    out = {"pass1": mean_pass_at_k(list(rows.values()), 1), f"pass{k}": mean_pass_at_k(list(rows.values()), k),
+           f"cons{k}": sum(cons.values()) / max(len(cons), 1), "problems": len(problems), "k": k}
+    for sub in sorted({p.subdomain for p in problems}):
+        ids = [p.id for p in problems if p.subdomain == sub]
+        out[f"pass1/{sub}"] = mean_pass_at_k([rows[i] for i in ids], 1)
+    return out

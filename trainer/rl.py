@@ -1,0 +1,329 @@
+"""The Signal stage: `ssp rl`. One driver, one loop, read top to bottom:
+
+    scheduler.sample -> rollout.generate (G each) -> verifier.verify -> learner.step (MGPO advantages)
+    -> rollout.update_weights -> scheduler.record
+
+The driver does no tensor math and no Redis commands of its own; each lives in its room. It owns the
+run directory: config.yaml, metrics.jsonl, plans/ (the problem ids of each step, so a redone step
+records the same (step, problem, sample) keys and the scheduler never double-counts), checkpoint/,
+eval.json, summary.json and curves.png.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import ray
+import yaml
+from tqdm import tqdm
+
+from ssp.config import cfg, to_dict
+from trainer.data import Problem
+from trainer.eval import evaluate, verify_requests
+from trainer.run_log import RunLog, summary_table
+
+
+@dataclass
+class PhaseConfig:
+    name: str = cfg("math", "phase name (also the scheduler namespace of the phase)")
+    steps: int = cfg(30, "RL steps in this phase")
+    max_tokens: int = cfg(64, "max response tokens in this phase (the paper: 16K, then 32K)")
+    subdomains: list[str] = cfg([], "train only on problems of these subdomains (empty = all)")
+    prefilter: bool = cfg(False, "drop problems already at pass rate exactly 0 or 1 when the phase starts")
+
+
+@dataclass
+class RLConfig:
+    batch_problems: int = cfg(32, "problems (groups) per step")
+    group_size: int = cfg(8, "G: samples per problem")
+    mode: str = cfg("sync", "sync (on-policy) | one-step-off (generate t+1 while training t; staleness 1)")
+    dynamic_sampling_rounds: int = cfg(0, "DAPO dynamic sampling: extra rounds to top up informative groups")
+    phases: list[PhaseConfig] = cfg([PhaseConfig()], "the curriculum, run in order")
+    eval_every: int = cfg(10, "evaluate on held-out problems every N steps (0 = only before and after)")
+    eval_k: int = cfg(8, "samples per held-out problem (Pass@1 of k)")
+    eval_max_problems: int = cfg(0, "cap on held-out problems (0 = all)")
+    checkpoint_every: int = cfg(10, "save learner + driver state every N steps")
+    max_learner_restarts: int = cfg(2, "automatic restarts from the last checkpoint after a learner failure")
+    tensorboard: bool = cfg(False, "also write TensorBoard scalars (needs the tensorboard package)")
+
+
+class Timer(dict):
+    @contextmanager
+    def __call__(self, key: str):
+        t0 = time.perf_counter()
+        yield
+        self[f"time_{key}"] = self.get(f"time_{key}", 0.0) + time.perf_counter() - t0
+
+
+class Run:
+    """The actors and state of one RL run."""
+
+    def __init__(self, conf, run_dir: Path, train: list[Problem], held: list[Problem], policy: str):
+        from actors.learner import LearnerGroup
+        from actors.rollout import RolloutPool
+        from actors.verifier import VerifierPool
+
+        self.conf, self.dir, self.rl, self.policy = conf, run_dir, conf.rl, policy
+        self.train = {p.id: p for p in train}
+        every = -(-len(held) // self.rl.eval_max_problems) if self.rl.eval_max_problems else 1  # ceil
+        self.held = held[::every][: self.rl.eval_max_problems or None]  # a stratified subset
+        self.log = RunLog(run_dir, self.rl.tensorboard)
+        self.stack = ExitStack()
+        self.verifier = VerifierPool(conf.verifier)
+        self.rollout = RolloutPool(policy, conf.rollout, conf.engine, conf.sampling, conf.data.instruction)
+        self.learner = LearnerGroup(conf.learner, policy)
+        self.schedulers = {ph.name: self._scheduler(ph) for ph in self.rl.phases}
+        self.step, self.restarts = 0, 0
+
+    def _scheduler(self, phase: PhaseConfig):
+        from cluster.scheduler import open_scheduler
+
+        data_dir = self.dir / "redis"
+        s = self.stack.enter_context(open_scheduler(f"{self.dir.name}-{phase.name}", self.conf.scheduler, data_dir))
+        pool = [p for p in self.train.values() if not phase.subdomains or p.subdomain in phase.subdomains]
+        if not pool:
+            raise ValueError(f"rl.phases '{phase.name}': no training problems in subdomains {phase.subdomains}")
+        s.register(pool)
+        return s
+
+    def phase(self, step: int) -> PhaseConfig:
+        end = 0
+        for ph in self.rl.phases:
+            end += ph.steps
+            if step < end:
+                return ph
+        return self.rl.phases[-1]
+
+    @property
+    def total_steps(self) -> int:
+        return sum(ph.steps for ph in self.rl.phases)
+
+    # ---- one step, as data ------------------------------------------------------------------------
+    def plan(self, step: int, round_: int, n: int, exclude: set[str]) -> list[str]:
+        """The problem ids of (step, round): read back if this step ran before, else sampled and saved."""
+        path = self.dir / "plans" / f"step-{step:06d}-{round_}.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        sched = self.schedulers[self.phase(step).name]
+        ids = [i for i in sched.sample(n + len(exclude), step=step * 100 + round_) if i not in exclude][:n]
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps(ids))
+        return ids
+
+    def produce(self, step: int) -> tuple[list, list, Timer]:
+        """Sample problems, generate G each, verify: the batch for `step` (plus dynamic-sampling rounds)."""
+        t, G, phase = Timer(), self.rl.group_size, self.phase(step)
+        rollouts, results, ids = [], [], []
+        for round_ in range(self.rl.dynamic_sampling_rounds + 1):
+            informative = {r.problem_id for r, v in zip(rollouts, results) if v.reward > 0} & \
+                          {r.problem_id for r, v in zip(rollouts, results) if v.reward <= 0}
+            need = self.rl.batch_problems - (len(informative) if round_ else 0)
+            if need <= 0:
+                break
+            new = self.plan(step, round_, need, set(ids))
+            problems = [self.train[i] for i in new]
+            ids += new
+            with t("generate"):
+                rs = self.rollout.generate([{"id": p.id, "prompt": p.prompt} for p in problems], G,
+                                           {"max_tokens": phase.max_tokens})
+            with t("verify"):
+                results += self.verifier.verify(verify_requests(problems, rs))
+            rollouts += rs
+        return rollouts, results, t
+
+    def train_on(self, step: int, rollouts: list, results: list, t: Timer) -> dict:
+        samples = [{"prompt_ids": r.prompt_ids, "response_ids": r.response_ids, "rollout_logprobs": r.logprobs,
+                    "reward": v.reward, "group": r.problem_id, "weight_version": r.weight_version}
+                   for r, v in zip(rollouts, results)]
+        with t("train"):
+            m = self.learner.step(samples)
+        with t("sync"):
+            self.rollout.update_weights(self.learner.state_dict(), version=step + 1)
+        self.schedulers[self.phase(step).name].record(
+            step, [(r.problem_id, r.sample_idx, v.reward > 0) for r, v in zip(rollouts, results)])
+        return m
+
+    def record(self, step: int, rollouts: list, results: list, m: dict, t: Timer) -> dict:
+        lens = [len(r.response_ids) for r in rollouts]
+        wall = sum(t.values())
+        rec = {"step": step, "phase": self.phase(step).name, "samples": len(rollouts),
+               "reward_mean": sum(v.reward for v in results) / len(results),
+               "pass_rate": sum(v.reward > 0 for v in results) / len(results),
+               "zero_adv_frac": m.get("skipped_frac", 0.0), "w_mean": m.get("w_mean", 0.0),
+               "entropy": m.get("entropy", 0.0), "clip_frac": m.get("clip_frac", 0.0),
+               "approx_kl": m.get("approx_kl", 0.0), "loss": m.get("loss", 0.0),
+               "len_mean": sum(lens) / len(lens), "len_max": max(lens),
+               "trunc_frac": sum(r.finish_reason == "length" for r in rollouts) / len(rollouts),
+               "staleness": step - min(r.weight_version for r in rollouts),
+               "tokens_per_s": sum(lens) / max(wall, 1e-9), **t}
+        self.log.log(rec)
+        return rec
+
+    # ---- checkpoints and failures -----------------------------------------------------------------
+    def checkpoint(self, step: int) -> None:
+        self.learner.save_checkpoint(self.dir / "checkpoint", extra={"step": step, "restarts": self.restarts})
+
+    def restore(self) -> int:
+        """Load the last checkpoint into the learner and the engines; returns the step to run next."""
+        ckpt = self.dir / "checkpoint"
+        step = self.learner.load_checkpoint(ckpt)["step"] if ckpt.exists() else 0
+        self.rollout.update_weights(self.learner.state_dict(), version=step)
+        self.log.truncate(step)
+        return step
+
+    def restart_learner(self, err: Exception) -> int:
+        from actors.learner import LearnerGroup
+
+        self.restarts += 1
+        if self.restarts > self.rl.max_learner_restarts:
+            raise RuntimeError(f"rl: learner failed {self.restarts} times (rl.max_learner_restarts)") from err
+        tqdm.write(f"rl: learner failed ({type(err).__name__}); restart {self.restarts} from the last checkpoint")
+        try:
+            self.learner.shutdown()
+        except Exception:  # the group is already broken; its actors are being killed anyway
+            pass
+        self.learner = LearnerGroup(self.conf.learner, self.policy)
+        return self.restore()
+
+    def evaluate(self, step: int) -> dict:
+        res = evaluate(self.rollout, self.verifier, self.held, self.rl.eval_k,
+                       {"max_tokens": self.phase(max(step - 1, 0)).max_tokens})
+        with (self.dir / "eval.jsonl").open("a") as f:
+            f.write(json.dumps({"step": step, **res}) + "\n")
+        return res
+
+    def close(self) -> None:
+        self.stack.close()
+        self.log.close()
+        for part in (self.rollout, self.learner, self.verifier):
+            try:
+                part.shutdown()
+            except Exception:
+                pass
+
+
+def run_rl(conf, run_dir: Path, train: list[Problem], held: list[Problem], policy: str, resume: bool) -> dict:
+    """The loop. Returns the summary (also written to run_dir/summary.json)."""
+    t_start = time.time()
+    run = Run(conf, run_dir, train, held, policy)
+    try:
+        before_path = run_dir / "eval_before.json"
+        step = run.restore() if resume else 0
+        if not before_path.exists():
+            before_path.write_text(json.dumps(run.evaluate(0)))
+        before = json.loads(before_path.read_text())
+        bar = tqdm(total=run.total_steps, initial=step, desc="rl", dynamic_ncols=True, mininterval=1)
+        pool = ThreadPoolExecutor(1)
+        ahead = None
+        while step < run.total_steps:
+            try:
+                rollouts, results, t = ahead.result() if ahead else run.produce(step)
+                ahead = None
+                if run.rl.mode == "one-step-off" and step + 1 < run.total_steps:
+                    ahead = pool.submit(run.produce, step + 1)  # generates on the current weights while we train
+                m = run.train_on(step, rollouts, results, t)
+            except ray.exceptions.RayActorError as e:
+                ahead = _drain(ahead)
+                step = run.restart_learner(e)
+                bar.n = step
+                continue
+            rec = run.record(step, rollouts, results, m, t)
+            step += 1
+            if run.rl.eval_every and step % run.rl.eval_every == 0 and step < run.total_steps:
+                rec["eval_pass1"] = run.evaluate(step)["pass1"]
+                run.log.log({"step": step - 1, "eval_pass1": rec["eval_pass1"]})
+            if run.rl.checkpoint_every and step % run.rl.checkpoint_every == 0:
+                ahead = _drain(ahead) if ahead and run.rl.mode == "one-step-off" else ahead
+                run.checkpoint(step)
+            bar.update(1)
+            bar.set_postfix(reward=f"{rec['reward_mean']:.2f}", zero_adv=f"{rec['zero_adv_frac']:.2f}",
+                            len=f"{rec['len_mean']:.0f}", eval=f"{rec.get('eval_pass1', float('nan')):.2f}")
+        bar.close()
+        run.checkpoint(step)
+        after = run.evaluate(step)
+        run.log.log({"step": step, "eval_pass1": after["pass1"]})
+        run.learner.save_hf(run_dir / "final-model")
+        return finish(run, before, after, t_start)
+    finally:
+        run.close()
+
+
+def _drain(ahead):
+    """Wait out a look-ahead batch (its results are discarded; its plan file makes the redo identical)."""
+    if ahead is not None:
+        try:
+            ahead.result()
+        except Exception:
+            pass
+    return None
+
+
+def finish(run: Run, before: dict, after: dict, t_start: float) -> dict:
+    recs = [r for r in run.log.records() if "samples" in r]
+    split = {k: sum(r.get(k, 0.0) for r in recs) for k in ("time_generate", "time_verify", "time_train", "time_sync")}
+    summary = {
+        "pass1_before": before["pass1"], "pass1_after": after["pass1"],
+        "pass1_gain": after["pass1"] - before["pass1"],
+        "wall_minutes": (time.time() - t_start) / 60, "steps": len(recs),
+        "samples": sum(r["samples"] for r in recs),
+        "zero_adv_frac_mean": sum(r["zero_adv_frac"] for r in recs) / max(len(recs), 1),
+        "reward_first": recs[0]["reward_mean"] if recs else 0.0,
+        "reward_last": recs[-1]["reward_mean"] if recs else 0.0,
+        "learner_restarts": run.restarts, **split,
+        "eval_before": before, "eval_after": after,
+    }
+    (run.dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    png = run.log.plot(run.dir / "curves.png")
+    print(summary_table(summary))
+    print(f"plots: {png}\nsummary: {run.dir / 'summary.json'}\nmetrics: {run.log.path}")
+    return summary
+
+
+def save_config(conf, run_dir: Path) -> None:
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(conf), sort_keys=False))
+
+
+def load_problems_for(conf) -> tuple[list[Problem], list[Problem]]:
+    """Train and held-out problems: the configured files, or the toy tasks' split."""
+    from trainer import toy_tasks
+    from trainer.data import from_record, load_problems
+
+    if conf.data.train:
+        train = [p for f in conf.data.train for p in load_problems(f)]
+        held = [p for f in conf.data.eval for p in load_problems(f)]
+        return train, held
+    tr, he = toy_tasks.split(toy_tasks.generate(conf.data.toy), seed=conf.data.toy.seed)
+    return [from_record(r, "toy", "toy") for r in tr], [from_record(r, "toy", "toy") for r in he]
+
+
+def main(conf, resume: bool = False) -> dict:
+    """`ssp rl`: build/warm up the policy if needed, bring up Ray, run the loop, print the summary."""
+    from cluster.ray_cluster import connect
+    from trainer.generate import ensure_model
+    from trainer.sft import warmup
+
+    run_dir = Path(conf.run_dir)
+    if resume and not (run_dir / "config.yaml").exists():
+        raise FileNotFoundError(f"rl --resume: {run_dir}/config.yaml not found; is {run_dir} a run directory?")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(conf, run_dir)
+    train, held = load_problems_for(conf)
+    policy = ensure_model(conf)
+    if conf.sft.steps > 0:
+        sft_dir = run_dir / "sft-model"
+        if not (sft_dir / "config.json").exists():
+            losses = warmup(policy, sft_dir, train, conf.sft, conf.data.instruction)
+            print(f"sft warm-up: {conf.sft.steps} steps, loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+        policy = str(sft_dir)
+    info = connect(conf.cluster)
+    if info.get("dashboard_url"):
+        print(f"Ray dashboard: http://{info['dashboard_url']}")
+    summary = run_rl(conf, run_dir, train, held, policy, resume)
+    if info.get("dashboard_url"):
+        print(f"Ray dashboard was at http://{info['dashboard_url']} (metrics: ssp_rl_*)")
+    return summary

@@ -1,0 +1,110 @@
+"""Where a run's numbers go: a JSONL file, Ray dashboard gauges, TensorBoard (optional), PNG plots and a
+summary table. Every step metric is named once, here, and used by all of them and by the tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+# name -> description; the Ray gauge is `ssp_rl_<name>` with '/' turned into '_'
+STEP_METRICS = {
+    "reward_mean": "mean reward of the step's samples",
+    "pass_rate": "share of samples verified correct",
+    "zero_adv_frac": "share of groups whose rewards were all equal (zero advantage, skipped)",
+    "w_mean": "mean MGPO weight w over groups",
+    "entropy": "mean token entropy of the policy",
+    "clip_frac": "share of tokens with a clipped ratio",
+    "approx_kl": "approx KL(pi_old || pi)",
+    "loss": "policy loss",
+    "len_mean": "mean response length (tokens)",
+    "len_max": "max response length (tokens)",
+    "trunc_frac": "share of responses cut at max_tokens",
+    "time_generate": "seconds generating",
+    "time_verify": "seconds verifying",
+    "time_train": "seconds in the learner step",
+    "time_sync": "seconds pushing weights to the engines",
+    "tokens_per_s": "generated tokens per second of step wall time",
+    "staleness": "learner version minus the version that generated the batch",
+}
+PLOTS = ("reward_mean", "pass_rate", "zero_adv_frac", "len_mean", "eval_pass1")
+
+
+def gauge_name(metric: str) -> str:
+    return "ssp_rl_" + metric.replace("/", "_")
+
+
+class RunLog:
+    def __init__(self, run_dir: Path, tensorboard: bool = False):
+        self.path = run_dir / "metrics.jsonl"
+        self.gauges: dict = {}
+        self.tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as e:
+                raise RuntimeError("rl.tensorboard=true needs the 'tensorboard' package: pip install tensorboard") from e
+            self.tb = SummaryWriter(str(run_dir / "tb"))
+
+    def truncate(self, before_step: int) -> None:
+        """Drop records of steps >= before_step (a resumed run redoes them)."""
+        if self.path.exists():
+            keep = [line for line in self.path.read_text().splitlines() if json.loads(line)["step"] < before_step]
+            self.path.write_text("".join(line + "\n" for line in keep))
+
+    def log(self, record: dict) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        self._gauges(record)
+        if self.tb is not None:
+            for k, v in record.items():
+                if isinstance(v, int | float) and k != "step":
+                    self.tb.add_scalar(k, v, record["step"])
+
+    def _gauges(self, record: dict) -> None:
+        import ray
+        from ray.util import metrics
+
+        if not ray.is_initialized():
+            return
+        for k, v in record.items():
+            if not isinstance(v, int | float) or k == "step":
+                continue
+            if k not in self.gauges:
+                self.gauges[k] = metrics.Gauge(gauge_name(k), STEP_METRICS.get(k, k))
+            self.gauges[k].set(float(v))
+
+    def records(self) -> list[dict]:
+        return [json.loads(line) for line in self.path.read_text().splitlines()] if self.path.exists() else []
+
+    def plot(self, out: Path) -> Path:
+        """One PNG with a panel per curve in PLOTS, over steps."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        recs = self.records()
+        fig, axes = plt.subplots(1, len(PLOTS), figsize=(4 * len(PLOTS), 3.2))
+        for ax, key in zip(axes, PLOTS):
+            pts = [(r["step"], r[key]) for r in recs if key in r]
+            if pts:
+                ax.plot(*zip(*pts), marker="o" if key.startswith("eval") else None, markersize=3)
+            ax.set_title(key)
+            ax.set_xlabel("step")
+            ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(out, dpi=90)
+        plt.close(fig)
+        return out
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def summary_table(summary: dict) -> str:
+    rows = [(k, f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in summary.items()
+            if not isinstance(v, dict | list)]
+    width = max(len(k) for k, _ in rows)
+    line = "-" * (width + 20)
+    return "\n".join([line, *(f"{k:<{width}}  {v}" for k, v in rows), line])
