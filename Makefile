@@ -18,9 +18,9 @@ $(STAMP): pyproject.toml cluster/install.sh
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
+# The main job: tiny model -> SFT warm-up -> `ssp rl` (MGPO on Ray) -> summary table, plots, dashboard.
 demo: $(STAMP)
-	$(VENV)/bin/ssp tiny-model --config configs/tiny-cpu.yaml
-	$(VENV)/bin/ssp generate --config configs/tiny-cpu.yaml
+	$(VENV)/bin/ssp rl --config configs/tiny-cpu.yaml run_dir=runs/demo-$$(date +%Y%m%d-%H%M%S)
 
 bench: $(STAMP)
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

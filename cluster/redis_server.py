@@ -201,11 +201,22 @@ def attach(data_dir: str | Path) -> str | None:
 
 
 @contextlib.contextmanager
-def attach_or_start(data_dir: str | Path, binary: str | None = None, appendfsync: Fsync = "always"):
-    """Yield the URL of the server on `data_dir`, starting one (stopped on exit) if none is live."""
+def attach_or_start(data_dir: str | Path, binary: str | None = None, appendfsync: Fsync = "always",
+                    adopt: bool = False):
+    """Yield the URL of the server on `data_dir`, starting one (stopped on exit) if none is live.
+
+    With `adopt`, a live server found there (left by a killed run being resumed) is also shut down on exit."""
     url = attach(data_dir)
     if url is not None:
-        yield url
+        try:
+            yield url
+        finally:
+            if adopt:
+                try:
+                    with redis.Redis.from_url(url, socket_timeout=5) as client:
+                        client.shutdown()  # AOF is fsynced on shutdown
+                except (redis.ConnectionError, OSError):
+                    pass  # the server closes the connection as it exits
         return
     with RedisServer(data_dir, binary=binary, appendfsync=appendfsync) as server:
         yield server.url

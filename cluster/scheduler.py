@@ -434,9 +434,11 @@ def _parse_export(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]
 
 
 @contextlib.contextmanager
-def open_scheduler(run: str, config: SchedulerConfig | None = None,
-                   data_dir: str | Path | None = None) -> Iterator[ProblemScheduler]:
-    """A scheduler on scheduler.redis_url, or on the embedded server of the run's data dir (started if needed)."""
+def open_scheduler(run: str, config: SchedulerConfig | None = None, data_dir: str | Path | None = None,
+                   own_server: bool = False) -> Iterator[ProblemScheduler]:
+    """A scheduler on scheduler.redis_url, or on the embedded server of the run's data dir (started if needed).
+
+    `own_server`: the caller owns the run, so an embedded server it finds live there is stopped on exit too."""
     from cluster.redis_server import attach_or_start
 
     c = config or SchedulerConfig()
@@ -447,7 +449,8 @@ def open_scheduler(run: str, config: SchedulerConfig | None = None,
         finally:
             s.close()
         return
-    with attach_or_start(data_dir or c.data_dir.format(run=run), c.redis_server_bin, c.appendfsync) as url:
+    with attach_or_start(data_dir or c.data_dir.format(run=run), c.redis_server_bin, c.appendfsync,
+                         adopt=own_server) as url:
         s = ProblemScheduler(url, run, c)
         try:
             yield s

@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, DataError) as e:
+    except (ConfigError, DataError, FileExistsError, FileNotFoundError) as e:
         print(f"ssp {args.command}: {e}", file=sys.stderr)
         return 2
 

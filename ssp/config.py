@@ -78,6 +78,11 @@ def _check(typ: Any, value: Any, key: str) -> Any:
         return {_check(kt, k, key): _check(vt, v, f"{key}.{k}") for k, v in value.items()}
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if typ is float and isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"config key '{key}': expected float, got {value!r}") from None
     if typ is bool and not isinstance(value, bool):
         raise ConfigError(f"config key '{key}': expected bool, got {value!r}")
     if typ is int and isinstance(value, bool):

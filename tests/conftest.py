@@ -24,11 +24,11 @@ def shared_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    """A real local Ray cluster (started once; 4 logical CPUs so small actor pools fit on 2 cores)."""
+    """A real local Ray cluster (started once; 8 logical CPUs so an RL run's actors fit; stages take turns on the 2 cores)."""
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
+        ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False,
                  runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
     yield ray
     ray.shutdown()

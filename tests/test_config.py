@@ -27,8 +27,11 @@ def test_overrides_apply_with_types():
     assert isinstance(conf.sampling.temperature, float)
 
 
-def test_int_is_accepted_for_float():
+def test_int_and_exponent_strings_are_accepted_for_float():
     assert load_config(SSPConfig, None, ["sampling.temperature=1"]).sampling.temperature == 1.0
+    assert load_config(SSPConfig, None, ["learner.lr=1e-3"]).learner.lr == 1e-3
+    with pytest.raises(ConfigError, match=r"learner\.lr.*expected float"):
+        load_config(SSPConfig, None, ["learner.lr=fast"])
 
 
 def test_unknown_key_names_full_key(tmp_path):

@@ -84,7 +84,8 @@ class Run:
         from cluster.scheduler import open_scheduler
 
         data_dir = self.dir / "redis"
-        s = self.stack.enter_context(open_scheduler(f"{self.dir.name}-{phase.name}", self.conf.scheduler, data_dir))
+        s = self.stack.enter_context(open_scheduler(f"{self.dir.name}-{phase.name}", self.conf.scheduler, data_dir,
+                                                    own_server=True))
         pool = [p for p in self.train.values() if not phase.subdomains or p.subdomain in phase.subdomains]
         if not pool:
             raise ValueError(f"rl.phases '{phase.name}': no training problems in subdomains {phase.subdomains}")
@@ -217,6 +218,8 @@ def run_rl(conf, run_dir: Path, train: list[Problem], held: list[Problem], polic
         if not before_path.exists():
             before_path.write_text(json.dumps(run.evaluate(0)))
         before = json.loads(before_path.read_text())
+        if step == 0:
+            run.log.log({"step": 0, "eval_pass1": before["pass1"]})
         bar = tqdm(total=run.total_steps, initial=step, desc="rl", dynamic_ncols=True, mininterval=1)
         pool = ThreadPoolExecutor(1)
         ahead = None
@@ -310,6 +313,9 @@ def main(conf, resume: bool = False) -> dict:
     run_dir = Path(conf.run_dir)
     if resume and not (run_dir / "config.yaml").exists():
         raise FileNotFoundError(f"rl --resume: {run_dir}/config.yaml not found; is {run_dir} a run directory?")
+    if not resume and (run_dir / "metrics.jsonl").exists():
+        raise FileExistsError(f"rl: {run_dir} already holds a run; continue it with `ssp rl --resume {run_dir}` "
+                              "or set run_dir=... to start a new one")
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(conf, run_dir)
     train, held = load_problems_for(conf)

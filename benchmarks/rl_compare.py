@@ -1,0 +1,87 @@
+"""MGPO (λ=1) with the scheduler vs GRPO (λ=0) with uniform sampling: same start, same budget, N seeds.
+
+Both arms start from one SFT warm-up of the tiny model and differ only in `learner.loss.mgpo_lambda` and
+`scheduler.priority`. Reported per arm: samples used to reach the target held-out Pass@1 (first eval at or
+above it; None if never), final Pass@1, and the mean zero-advantage group fraction.
+
+Usage: python benchmarks/rl_compare.py [--seeds 3] [--steps 40] [--target-gain 0.05]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+ARMS = {
+    "mgpo_scheduler": ["learner.loss.mgpo_lambda=1.0", "scheduler.priority=mgpo"],
+    "grpo_uniform": ["learner.loss.mgpo_lambda=0.0", "scheduler.priority=uniform"],
+}
+
+
+def samples_to_target(run_dir: Path, target: float) -> int | None:
+    recs = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    seen = 0
+    for r in sorted(recs, key=lambda r: (r["step"], "samples" not in r)):
+        seen += r.get("samples", 0)
+        if r.get("eval_pass1", -1) >= target and r["step"] > 0:
+            return seen
+    return None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--target-gain", type=float, default=0.05, help="target = Pass@1 before + this")
+    ap.add_argument("--out", default="runs/bench-rl-compare")
+    args = ap.parse_args()
+
+    from ssp.config import load_config
+    from ssp.tree import SSPConfig
+    from trainer.rl import main as rl_main
+
+    out = Path(args.out)
+    base = [f"rl.phases=[{{name: math, steps: {args.steps}, max_tokens: 64, subdomains: [add, sub, mul, mod]}}]",
+            "rl.eval_every=5", "rl.checkpoint_every=0", "cluster.dashboard=false", "rl.eval_max_problems=96"]
+    sft = out / "sft-model"
+    results: dict[str, list[dict]] = {arm: [] for arm in ARMS}
+    for seed in range(args.seeds):
+        for arm, extra in ARMS.items():
+            run = out / f"{arm}-seed{seed}"
+            if not (run / "summary.json").exists():
+                conf = load_config(SSPConfig, "configs/tiny-cpu.yaml",
+                                   [f"run_dir={run}", f"learner.seed={seed}", f"scheduler.seed={seed}",
+                                    f"engine.seed={seed}", *base, *extra])
+                if sft.exists():  # one warm-up shared by every run
+                    (run / "sft-model").parent.mkdir(parents=True, exist_ok=True)
+                    if not (run / "sft-model").exists():
+                        (run / "sft-model").symlink_to(sft.resolve())
+                t0 = time.time()
+                rl_main(conf)
+                if not sft.exists():
+                    sft.symlink_to((run / "sft-model").resolve())
+                print(f"{arm} seed {seed}: {(time.time() - t0) / 60:.1f} min")
+            s = json.loads((run / "summary.json").read_text())
+            s["to_target"] = samples_to_target(run, s["pass1_before"] + args.target_gain)
+            results[arm].append(s)
+
+    figures = {}
+    print(f"\n{'arm':16s} {'pass1 before':>12s} {'pass1 after':>12s} {'gain':>7s} {'zero-adv':>9s} samples-to-target")
+    for arm, runs in results.items():
+        reached = [r["to_target"] for r in runs if r["to_target"] is not None]
+        row = {"pass1_before": statistics.mean(r["pass1_before"] for r in runs),
+               "pass1_after": statistics.mean(r["pass1_after"] for r in runs),
+               "zero_adv_frac": statistics.mean(r["zero_adv_frac_mean"] for r in runs),
+               "reached": len(reached), "samples_to_target": statistics.mean(reached) if reached else None}
+        print(f"{arm:16s} {row['pass1_before']:12.3f} {row['pass1_after']:12.3f} "
+              f"{row['pass1_after'] - row['pass1_before']:7.3f} {row['zero_adv_frac']:9.3f} "
+              f"{[r['to_target'] for r in runs]}")
+        figures.update({f"{arm}_{k}": (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()})
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

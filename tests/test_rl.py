@@ -1,0 +1,188 @@
+"""The Signal stage end to end on the tiny model: real Ray, vLLM, verifiers, DeepSpeed and Redis.
+
+Kill tests: a rollout actor, a verifier actor and a learner actor are SIGKILLed mid-run, and the driver
+itself is killed and resumed; each run finishes and the scheduler's attempt totals equal the number of
+verified samples in the run's metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from ssp.config import load_config
+from ssp.tree import SSPConfig
+from tests.conftest import REPO
+
+PHASES = "rl.phases=[{name: math, steps: 6, max_tokens: 24, subdomains: [add, sub, mul, mod]}]"
+
+
+def small(tmp: Path, model: Path, *extra: str) -> list[str]:
+    return [f"run_dir={tmp}", f"model.path={model}", "cluster.dashboard=false", "data.toy.per_cell=20",
+            "sft.steps=10", "sft.batch_size=16", "rl.batch_problems=4", "rl.group_size=4", "rl.eval_every=3",
+            "rl.eval_k=2", "rl.eval_max_problems=8", "rl.checkpoint_every=2", "learner.lr=1e-3",
+            "rollout.num_cpus_per_engine=1", "engine.max_model_len=128", PHASES, *extra]
+
+
+def attempts_and_samples(run_dir: Path) -> tuple[int, int]:
+    from cluster.scheduler import open_scheduler
+
+    conf = load_config(SSPConfig, run_dir / "config.yaml")
+    recs = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    samples = sum(r["samples"] for r in recs if "samples" in r)
+    with open_scheduler(f"{run_dir.name}-math", conf.scheduler, run_dir / "redis") as s:
+        attempts = sum(p["attempts"] for p in s.problems())
+    return attempts, samples
+
+
+def kill_actor(cls: str) -> int | None:
+    """SIGKILL one process of a Ray actor class (found by Ray's process title)."""
+    for p in psutil.process_iter(["cmdline"]):
+        if " ".join(p.info["cmdline"] or []).startswith(f"ray::{cls}"):
+            p.send_signal(signal.SIGKILL)
+            return p.pid
+    return None
+
+
+def logged_steps(run_dir: Path) -> int:
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return 0
+    return sum('"samples"' in line for line in path.read_text().splitlines())
+
+
+def test_rl_survives_killed_rollout_verifier_and_learner(ray_cluster, tiny_model_dir, tmp_path):
+    from trainer.rl import main
+
+    run_dir = tmp_path / "kills"
+    conf = load_config(SSPConfig, REPO / "configs" / "tiny-cpu.yaml", small(run_dir, tiny_model_dir))
+    killed: dict[str, int | None] = {}
+
+    def killer():
+        for after, cls in ((1, "RolloutWorker"), (2, "VerifierActor"), (3, "LearnerWorker")):
+            while logged_steps(run_dir) < after:
+                time.sleep(0.05)
+            time.sleep(0.3)
+            killed[cls] = kill_actor(cls)
+
+    t = threading.Thread(target=killer, daemon=True)
+    t.start()
+    summary = main(conf)
+    t.join(timeout=5)
+    assert all(killed.get(c) for c in ("RolloutWorker", "VerifierActor", "LearnerWorker")), killed
+    assert summary["steps"] == 6 and summary["learner_restarts"] == 1
+    attempts, samples = attempts_and_samples(run_dir)
+    assert attempts == samples == 6 * 4 * 4
+    recs = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in recs if "samples" in r]
+    assert [r["step"] for r in steps] == list(range(6))
+    for key in ("reward_mean", "pass_rate", "zero_adv_frac", "w_mean", "entropy", "clip_frac", "approx_kl",
+                "len_mean", "len_max", "trunc_frac", "time_generate", "time_verify", "time_train", "time_sync",
+                "tokens_per_s"):
+        assert key in steps[0], key
+    s = json.loads((run_dir / "summary.json").read_text())
+    for key in ("pass1_before", "pass1_after", "wall_minutes", "steps", "samples", "zero_adv_frac_mean",
+                "time_generate", "time_verify", "time_train", "time_sync"):
+        assert key in s, key
+    assert (run_dir / "curves.png").stat().st_size > 10_000
+    assert (run_dir / "final-model" / "model.safetensors").exists()
+
+
+def test_one_step_off_policy_with_dynamic_sampling(ray_cluster, tiny_model_dir, tmp_path):
+    from trainer.rl import main
+
+    run_dir = tmp_path / "async"
+    conf = load_config(SSPConfig, REPO / "configs" / "tiny-cpu.yaml",
+                       small(run_dir, tiny_model_dir, "rl.mode=one-step-off", "rl.dynamic_sampling_rounds=1",
+                             "rl.eval_every=0", "rl.checkpoint_every=0"))
+    summary = main(conf)
+    recs = [r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if "samples" in r]
+    assert [r["staleness"] for r in recs] == [0] + [1] * 5  # batch t+1 came from the weights before step t
+    assert all(r["samples"] >= 16 for r in recs)
+    attempts, samples = attempts_and_samples(run_dir)
+    assert attempts == samples == summary["samples"]
+
+
+def test_driver_killed_then_resumed(tiny_model_dir, tmp_path):
+    run_dir = tmp_path / "resume"
+    cmd = [sys.executable, "-m", "ssp.cli", "rl", "--config", "configs/tiny-cpu.yaml",
+           *small(run_dir, tiny_model_dir)]
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 400
+    while logged_steps(run_dir) < 3 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started
+    proc.wait()
+    assert (run_dir / "checkpoint" / "extra.pt").exists()
+    out = subprocess.run([sys.executable, "-m", "ssp.cli", "rl", "--resume", str(run_dir)], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["steps"] == 6
+    attempts, samples = attempts_and_samples(run_dir)
+    assert attempts == samples == 6 * 4 * 4
+
+
+@pytest.mark.timeout(900)
+def test_ray_job_submit_and_metrics_endpoint(tiny_model_dir, tmp_path):
+    """`ray job submit` against a locally started head; the run's gauges show on the metrics endpoint."""
+    import urllib.request
+
+    from cluster.redis_server import free_port
+
+    ray_bin = str(Path(sys.executable).parent / "ray")
+    dash, metrics = free_port(), free_port()
+    env = {**os.environ, "RAY_ADDRESS": "", "RAY_AUTH_MODE": "token",  # the head requires ~/.ray/auth_token
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}  # the job's `python` is this venv's
+    # this head's own (short: unix socket paths) session dir, so only its processes are stopped afterwards
+    temp = Path(tempfile.mkdtemp(prefix="rj-", dir="/tmp"))
+    subprocess.run([ray_bin, "start", "--head", "--num-cpus", "8", "--dashboard-host", "127.0.0.1",
+                    "--temp-dir", str(temp),
+                    "--dashboard-port", str(dash), "--dashboard-agent-listen-port", str(free_port()), "--metrics-export-port", str(metrics), "--port", str(free_port()),
+                    "--disable-usage-stats"], check=True, env=env, capture_output=True, timeout=120)
+    try:
+        run_dir = tmp_path / "job"
+        submit = [ray_bin, "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--working-dir", str(REPO),
+                  "--runtime-env-json", json.dumps({"excludes": [".venv", "runs", "artifacts", ".git"]}), "--",
+                  "python", "-m", "ssp.cli", "rl", "--config", "configs/tiny-cpu.yaml",
+                  *small(run_dir, tiny_model_dir, "rl.eval_every=0")]
+        seen = ""
+        deadline = time.time() + 600
+        for _ in range(30):  # the head's job agent takes a few seconds to come up after `ray start`
+            job = subprocess.Popen(submit, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            while job.poll() is None and time.time() < deadline:
+                try:
+                    page = urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=5).read().decode()
+                    seen = seen or "\n".join(x for x in page.splitlines()  # Ray exports it as ray_ssp_rl_...
+                                              if "ssp_rl_reward_mean" in x and not x.startswith("#"))
+                except OSError:
+                    pass
+                time.sleep(2)
+            out = job.communicate(timeout=60)[0]
+            if "No available agent" not in out:
+                break
+            time.sleep(2)
+        assert job.returncode == 0, out[-3000:]
+        assert "succeeded" in out
+        assert seen, "ssp_rl_reward_mean never appeared on the Ray metrics endpoint"
+        assert json.loads((run_dir / "summary.json").read_text())["steps"] == 6
+    finally:  # stop this head only: its processes name its temp dir; their children (agents, workers) go too
+        procs = [p for p in psutil.process_iter(["cmdline"]) if str(temp) in " ".join(p.info["cmdline"] or [])]
+        for p in procs + [c for p in procs for c in p.children(recursive=True)]:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
