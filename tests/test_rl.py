@@ -181,8 +181,8 @@ def test_ray_job_submit_and_metrics_endpoint(tiny_model_dir, tmp_path):
         assert json.loads((run_dir / "summary.json").read_text())["steps"] == 6
     finally:  # stop this head only: its processes name its temp dir; their children (agents, workers) go too
         procs = [p for p in psutil.process_iter(["cmdline"]) if str(temp) in " ".join(p.info["cmdline"] or [])]
-        for p in procs + [c for p in procs for c in p.children(recursive=True)]:
+        for proc in procs + [c for p in procs for c in p.children(recursive=True)]:
             try:
-                p.kill()
+                proc.kill()
             except psutil.NoSuchProcess:
                 pass
