@@ -40,7 +40,7 @@ def attempts_and_samples(run_dir: Path) -> tuple[int, int]:
     conf = load_config(SSPConfig, run_dir / "config.yaml")
     recs = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     samples = sum(r["samples"] for r in recs if "samples" in r)
-    with open_scheduler(f"{run_dir.name}-math", conf.scheduler, run_dir / "redis") as s:
+    with open_scheduler(f"{run_dir.name}-{conf.rl.phases[0].name}", conf.scheduler, run_dir / "redis") as s:
         attempts = sum(p["attempts"] for p in s.problems())
     return attempts, samples
 
@@ -98,16 +98,21 @@ def test_rl_survives_killed_rollout_verifier_and_learner(ray_cluster, tiny_model
     assert (run_dir / "final-model" / "model.safetensors").exists()
 
 
-def test_one_step_off_policy_with_dynamic_sampling(ray_cluster, tiny_model_dir, tmp_path):
+def test_one_step_off_policy_with_dynamic_sampling_and_prefilter(ray_cluster, tiny_model_dir, tmp_path):
     from trainer.rl import main
 
     run_dir = tmp_path / "async"
+    phases = ("rl.phases=[{name: a, steps: 3, max_tokens: 24, subdomains: [add, sub]}, "
+              "{name: b, steps: 3, max_tokens: 24, subdomains: [sub, add], prefilter: true}]")
     conf = load_config(SSPConfig, REPO / "configs" / "tiny-cpu.yaml",
                        small(run_dir, tiny_model_dir, "rl.mode=one-step-off", "rl.dynamic_sampling_rounds=1",
-                             "rl.eval_every=0", "rl.checkpoint_every=0"))
+                             "rl.eval_every=0", "rl.checkpoint_every=0", "scheduler.min_attempts=4", phases))
     summary = main(conf)
-    recs = [r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if "samples" in r]
-    assert [r["staleness"] for r in recs] == [0] + [1] * 5  # batch t+1 came from the weights before step t
+    all_recs = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    recs = [r for r in all_recs if "samples" in r]
+    assert [r["staleness"] for r in recs] == [0, 1, 1, 0, 1, 1]  # t+1 generated on the weights before step t
+    # phase b shares phase a's pool (same subdomains) and drops what a left at pass rate 0 or 1
+    assert [r["prefiltered"] for r in all_recs if "prefiltered" in r][0] >= 1
     assert all(r["samples"] >= 16 for r in recs)
     attempts, samples = attempts_and_samples(run_dir)
     assert attempts == samples == summary["samples"]

@@ -77,15 +77,25 @@ class Run:
         self.verifier = VerifierPool(conf.verifier)
         self.rollout = RolloutPool(policy, conf.rollout, conf.engine, conf.sampling, conf.data.instruction)
         self.learner = LearnerGroup(conf.learner, policy)
-        self.schedulers = {ph.name: self._scheduler(ph) for ph in self.rl.phases}
+        self.schedulers = {}
+        for ph in self.rl.phases:  # phases with the same problem pool share one scheduler (and its pass rates)
+            if self.pool(ph) not in self.schedulers:
+                self.schedulers[self.pool(ph)] = self._scheduler(ph)
         self.step, self.restarts = 0, 0
+
+    def pool(self, phase: PhaseConfig) -> str:
+        """The name of a phase's problem pool: the first phase with the same subdomains."""
+        return next(p.name for p in self.rl.phases if sorted(p.subdomains) == sorted(phase.subdomains))
+
+    def scheduler(self, step: int):
+        return self.schedulers[self.pool(self.phase(step))]
 
     def _scheduler(self, phase: PhaseConfig):
         from cluster.scheduler import open_scheduler
 
         data_dir = self.dir / "redis"
-        s = self.stack.enter_context(open_scheduler(f"{self.dir.name}-{phase.name}", self.conf.scheduler, data_dir,
-                                                    own_server=True))
+        s = self.stack.enter_context(open_scheduler(f"{self.dir.name}-{self.pool(phase)}", self.conf.scheduler,
+                                                    data_dir, own_server=True))
         pool = [p for p in self.train.values() if not phase.subdomains or p.subdomain in phase.subdomains]
         if not pool:
             raise ValueError(f"rl.phases '{phase.name}': no training problems in subdomains {phase.subdomains}")
@@ -100,6 +110,13 @@ class Run:
                 return ph
         return self.rl.phases[-1]
 
+    def prefilter(self, step: int) -> int | None:
+        """At the first step of a phase with `prefilter`, drop its pool's problems at pass rate 0 or 1."""
+        starts = [sum(p.steps for p in self.rl.phases[:i]) for i in range(len(self.rl.phases))]
+        if step in starts and self.phase(step).prefilter:
+            return self.scheduler(step).prefilter()
+        return None
+
     @property
     def total_steps(self) -> int:
         return sum(ph.steps for ph in self.rl.phases)
@@ -110,7 +127,7 @@ class Run:
         path = self.dir / "plans" / f"step-{step:06d}-{round_}.json"
         if path.exists():
             return json.loads(path.read_text())
-        sched = self.schedulers[self.phase(step).name]
+        sched = self.scheduler(step)
         ids = [i for i in sched.sample(n + len(exclude), step=step * 100 + round_) if i not in exclude][:n]
         path.parent.mkdir(exist_ok=True)
         path.write_text(json.dumps(ids))
@@ -145,7 +162,7 @@ class Run:
             m = self.learner.step(samples)
         with t("sync"):
             self.rollout.update_weights(self.learner.state_dict(), version=step + 1)
-        self.schedulers[self.phase(step).name].record(
+        self.scheduler(step).record(
             step, [(r.problem_id, r.sample_idx, v.reward > 0) for r, v in zip(rollouts, results)])
         return m
 
@@ -218,16 +235,20 @@ def run_rl(conf, run_dir: Path, train: list[Problem], held: list[Problem], polic
         if not before_path.exists():
             before_path.write_text(json.dumps(run.evaluate(0)))
         before = json.loads(before_path.read_text())
-        if step == 0:
-            run.log.log({"step": 0, "eval_pass1": before["pass1"]})
+        if not resume:
+            run.log.log({"step": -1, "eval_pass1": before["pass1"]})  # before step 0
         bar = tqdm(total=run.total_steps, initial=step, desc="rl", dynamic_ncols=True, mininterval=1)
         pool = ThreadPoolExecutor(1)
         ahead = None
         while step < run.total_steps:
+            dropped = run.prefilter(step) if ahead is None else None
+            if dropped is not None:
+                run.log.log({"step": step, "prefiltered": dropped})
+                tqdm.write(f"rl: phase '{run.phase(step).name}' starts; prefilter dropped {dropped} problems at 0 or 1")
             try:
                 rollouts, results, t = ahead.result() if ahead else run.produce(step)
                 ahead = None
-                if run.rl.mode == "one-step-off" and step + 1 < run.total_steps:
+                if run.rl.mode == "one-step-off" and step + 1 < run.total_steps and run.phase(step + 1) is run.phase(step):
                     ahead = pool.submit(run.produce, step + 1)  # generates on the current weights while we train
                 m = run.train_on(step, rollouts, results, t)
             except ray.exceptions.RayActorError as e:
@@ -241,8 +262,7 @@ def run_rl(conf, run_dir: Path, train: list[Problem], held: list[Problem], polic
                 rec["eval_pass1"] = run.evaluate(step)["pass1"]
                 run.log.log({"step": step - 1, "eval_pass1": rec["eval_pass1"]})
             if run.rl.checkpoint_every and step % run.rl.checkpoint_every == 0:
-                ahead = _drain(ahead) if ahead and run.rl.mode == "one-step-off" else ahead
-                run.checkpoint(step)
+                run.checkpoint(step)  # a look-ahead batch in flight is fine: its plan file makes a redo identical
             bar.update(1)
             bar.set_postfix(reward=f"{rec['reward_mean']:.2f}", zero_adv=f"{rec['zero_adv_frac']:.2f}",
                             len=f"{rec['len_mean']:.0f}", eval=f"{rec.get('eval_pass1', float('nan')):.2f}")
@@ -282,6 +302,10 @@ def finish(run: Run, before: dict, after: dict, t_start: float) -> dict:
     }
     (run.dir / "summary.json").write_text(json.dumps(summary, indent=2))
     png = run.log.plot(run.dir / "curves.png")
+    show = run.held[:: max(1, len(run.held) // 4)][:4]
+    for p, r in zip(show, run.rollout.generate([{"id": p.id, "prompt": p.prompt} for p in show], 1,
+                                               {"temperature": 0.0})):
+        tqdm.write(f"  {p.prompt[:48]!r:52s} gold={p.answer or 'tests'!s:8s} -> {r.text[:70]!r}")
     print(summary_table(summary))
     print(f"plots: {png}\nsummary: {run.dir / 'summary.json'}\nmetrics: {run.log.path}")
     return summary

@@ -5,7 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 CONFIG=${1:-configs/tiny-cpu.yaml}; shift || true
 export PATH="$PWD/.venv/bin:$PATH"   # the head (and so the job's `python`) runs from this venv
-export RAY_AUTH_MODE=${RAY_AUTH_MODE:-token}   # Ray 2.60 heads require the token in ~/.ray/auth_token
 RAY=.venv/bin/ray
 PORT=${SSP_DASHBOARD_PORT:-8265}
 if ! $RAY status >/dev/null 2>&1; then
