@@ -135,6 +135,7 @@ class VerifierPool:
         todo = list(range(len(reqs)))[::-1]
         inflight: dict[ray.ObjectRef, tuple[int, int]] = {}  # ref -> (item, actor)
         pings: dict[ray.ObjectRef, int] = {}  # ref -> actor being waited on to come back
+        down_since: dict[int, float] = {}  # actor -> when its first ping failed
         load = [0] * len(self.actors)
         cap = len(self.actors) * self.config.max_concurrency
         while todo or inflight:
@@ -155,10 +156,14 @@ class VerifierPool:
                     a = pings.pop(ref)
                     try:
                         ray.get(ref)
-                    except Exception:  # still down: ask again (Ray gives up after max_restarts)
+                        down_since.pop(a, None)
+                    except ray.exceptions.ActorDiedError:
+                        raise  # restarts exhausted (verifier.max_restarts): nothing left to retry on
+                    except Exception:  # restarting: ask again, after a pause, for up to 5 minutes
                         self.stats["ping_errors"] += 1
-                        if self.stats["ping_errors"] > 100 * len(self.actors):
+                        if time.monotonic() - down_since.setdefault(a, time.monotonic()) > 300:
                             raise
+                        time.sleep(0.2)
                         pings[self.actors[a].ping.remote()] = a
                     continue
                 i, a = inflight.pop(ref)

@@ -70,9 +70,14 @@ def test_items_failing_twice_score_verifier_error(ray_cluster):
     p = VerifierPool(VerifierConfig(num_workers=1, max_concurrency=2, max_restarts=-1, uid_base=63500))
     stop = threading.Event()
 
-    def keep_killing():
-        while not stop.wait(0.7):
-            ray.kill(p.actors[0], no_restart=False)
+    def keep_killing():  # kill the actor each time it is back up and has picked up the items again
+        while not stop.is_set():
+            try:
+                ray.get(p.actors[0].ping.remote(), timeout=60)
+            except Exception:
+                continue
+            if not stop.wait(1.0):
+                ray.kill(p.actors[0], no_restart=False)
 
     t = threading.Thread(target=keep_killing)
     t.start()
