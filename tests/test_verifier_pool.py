@@ -67,7 +67,8 @@ def test_killed_actor_mid_batch_loses_nothing(ray_cluster):
 def test_items_failing_twice_score_verifier_error(ray_cluster):
     import ray
 
-    p = VerifierPool(VerifierConfig(num_workers=1, max_concurrency=2, max_restarts=-1, uid_base=63500))
+    p = VerifierPool(VerifierConfig(num_workers=1, max_concurrency=2, max_restarts=-1, uid_base=63500,
+                                    code_timeout_s=120))  # items end only by being killed
     stop = threading.Event()
 
     def keep_killing():  # kill the actor each time it is back up and has picked up the items again
