@@ -130,24 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     p.set_defaults(func=cmd_rl)
 
-    for register in _plugins():
-        register(sub)
+    from actors.verifier import register_cli as verify_cli  # commands owned by their rooms
+    from cluster.scheduler import register_cli as scheduler_cli
+
+    verify_cli(sub)
+    scheduler_cli(sub)
     return parser
-
-
-def _plugins():
-    """Commands owned by other rooms register themselves here."""
-    import importlib
-
-    for mod in ("actors.verifier", "cluster.scheduler"):
-        try:
-            module = importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name != mod:
-                raise
-            continue
-        if hasattr(module, "register_cli"):
-            yield module.register_cli
 
 
 def main(argv: list[str] | None = None) -> int:
