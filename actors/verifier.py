@@ -22,6 +22,7 @@ from ray.util import metrics
 
 from actors.sandbox import Sandbox, SandboxLimits
 from ssp.config import ConfigError, cfg, load_config
+from trainer.data import iter_jsonl
 from trainer.rewards import MathChecker, Result, VerifyRequest, grade_code
 
 __all__ = ["VerifierConfig", "VerifierPool", "VerifierActor", "VerifyRequest", "Result", "register_cli"]
@@ -205,27 +206,19 @@ class VerifierPool:
 def read_requests(path: str | Path) -> list[VerifyRequest]:
     """Parse a JSONL file of requests; errors name the file, line number and field."""
     reqs = []
-    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-        if not isinstance(rec, dict):
-            raise ValueError(f"{path}:{n}: expected a JSON object")
+    for where, rec in iter_jsonl(path):
         need = {"math": ("id", "response", "gold"), "code": ("id", "response", "tests")}
         kind = rec.get("kind")
         if kind not in need:
-            raise ValueError(f"{path}:{n}: field 'kind' must be 'math' or 'code', got {kind!r}")
+            raise ValueError(f"{where}: field 'kind' must be 'math' or 'code', got {kind!r}")
         for f in need[kind]:
             if f not in rec:
-                raise ValueError(f"{path}:{n}: missing field '{f}'")
+                raise ValueError(f"{where}: missing field '{f}'")
         if not isinstance(rec["response"], str):
-            raise ValueError(f"{path}:{n}: field 'response' must be a string")
+            raise ValueError(f"{where}: field 'response' must be a string")
         if kind == "code" and not (isinstance(rec["tests"], dict) and
                                    {"asserts", "test_code", "stdin_stdout"} & set(rec["tests"])):
-            raise ValueError(f"{path}:{n}: field 'tests' must be an object with asserts, test_code or stdin_stdout")
+            raise ValueError(f"{where}: field 'tests' must be an object with asserts, test_code or stdin_stdout")
         reqs.append(as_request(rec))
     return reqs
 

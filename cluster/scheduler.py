@@ -27,6 +27,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ssp.config import cfg
+from trainer.data import iter_jsonl
 
 T = TypeVar("T")
 
@@ -404,32 +405,22 @@ _FIELDS: dict[str, tuple[type, ...]] = {"id": (str,), "subdomain": (str,), "atte
 def _parse_export(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Parse and check every line of an export; raise ValueError naming file, line and field."""
     metas, rows = [], []
-    with open(path) as f:
-        for no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{no}"
-            try:
-                d = json.loads(line)
-            except ValueError as e:
-                raise ValueError(f"{where}: not valid JSON ({e})") from None
-            if not isinstance(d, dict):
-                raise ValueError(f"{where}: expected a JSON object")
-            if d.get("type") == "meta":
-                if not isinstance(d.get("dataset"), str) or not isinstance(d.get("counters"), dict) or not all(
-                        isinstance(v, int) and v >= 0 for v in d["counters"].values()):
-                    raise ValueError(f"{where}: field 'counters'/'dataset' of the meta line is malformed")
-                metas.append(d)
-                continue
-            for key, types in _FIELDS.items():
-                v = d.get(key)
-                if not isinstance(v, types) or isinstance(v, bool):
-                    raise ValueError(f"{where}: field '{key}' must be {types[0].__name__}, got {v!r}")
-            if d["attempts"] < 0 or not 0 <= d["correct"] <= d["attempts"]:
-                raise ValueError(f"{where}: field 'correct' must be in 0..attempts, got {d['correct']!r}")
-            if d.get("ema") is not None and not isinstance(d["ema"], int | float):
-                raise ValueError(f"{where}: field 'ema' must be a number or null, got {d['ema']!r}")
-            rows.append(d)
+    for where, d in iter_jsonl(path):
+        if d.get("type") == "meta":
+            if not isinstance(d.get("dataset"), str) or not isinstance(d.get("counters"), dict) or not all(
+                    isinstance(v, int) and v >= 0 for v in d["counters"].values()):
+                raise ValueError(f"{where}: field 'counters'/'dataset' of the meta line is malformed")
+            metas.append(d)
+            continue
+        for key, types in _FIELDS.items():
+            v = d.get(key)
+            if not isinstance(v, types) or isinstance(v, bool):
+                raise ValueError(f"{where}: field '{key}' must be {types[0].__name__}, got {v!r}")
+        if d["attempts"] < 0 or not 0 <= d["correct"] <= d["attempts"]:
+            raise ValueError(f"{where}: field 'correct' must be in 0..attempts, got {d['correct']!r}")
+        if d.get("ema") is not None and not isinstance(d["ema"], int | float):
+            raise ValueError(f"{where}: field 'ema' must be a number or null, got {d['ema']!r}")
+        rows.append(d)
     return metas, rows
 
 

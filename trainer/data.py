@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,10 +71,9 @@ def from_record(rec: Any, where: str, prefix: str) -> Problem:
     return Problem(id=str(pid), prompt=prompt, kind="math", answer=str(answer), **common)
 
 
-def load_jsonl(path: str | Path) -> list[Problem]:
-    path = Path(path)
-    out = []
-    with path.open() as f:
+def iter_jsonl(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(`file:line`, object) for every non-blank line; bad JSON or a non-object raises DataError naming both."""
+    with Path(path).open() as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -81,8 +81,14 @@ def load_jsonl(path: str | Path) -> list[Problem]:
                 rec = json.loads(line)
             except json.JSONDecodeError as e:
                 raise DataError(f"{path}:{n}: not valid JSON ({e.msg} at column {e.colno})") from None
-            out.append(from_record(rec, f"{path}:{n}", path.stem))
-    return _unique(out, path)
+            if not isinstance(rec, dict):
+                raise DataError(f"{path}:{n}: expected a JSON object, got {type(rec).__name__}")
+            yield f"{path}:{n}", rec
+
+
+def load_jsonl(path: str | Path) -> list[Problem]:
+    path = Path(path)
+    return _unique([from_record(rec, where, path.stem) for where, rec in iter_jsonl(path)], path)
 
 
 def load_parquet(path: str | Path) -> list[Problem]:
