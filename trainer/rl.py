@@ -81,7 +81,7 @@ class Run:
         for ph in self.rl.phases:  # phases with the same problem pool share one scheduler (and its pass rates)
             if self.pool(ph) not in self.schedulers:
                 self.schedulers[self.pool(ph)] = self._scheduler(ph)
-        self.step, self.restarts = 0, 0
+        self.restarts = 0
 
     def pool(self, phase: PhaseConfig) -> str:
         """The name of a phase's problem pool: the first phase with the same subdomains."""
@@ -238,7 +238,7 @@ def run_rl(conf, run_dir: Path, train: list[Problem], held: list[Problem], polic
         if not resume:
             run.log.log({"step": -1, "eval_pass1": before["pass1"]})  # before step 0
         bar = tqdm(total=run.total_steps, initial=step, desc="rl", dynamic_ncols=True, mininterval=1)
-        pool = ThreadPoolExecutor(1)
+        pool = run.stack.enter_context(ThreadPoolExecutor(1))  # the look-ahead generator (one-step-off)
         ahead = None
         while step < run.total_steps:
             dropped = run.prefilter(step) if ahead is None else None
