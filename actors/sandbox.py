@@ -129,9 +129,13 @@ def _box_root() -> str:
 
 
 def _proc_uid(pid: str) -> int | None:
+    """Owner uid of a process that can still run; None for a dead zombie (waiting to be reaped, it holds
+    nothing and ignores SIGKILL). A zombie leader whose other threads still run is not dead."""
     try:
         with open(f"/proc/{pid}/status") as fh:
             for line in fh:
+                if line.startswith("State:") and line.split()[1] == "Z" and len(os.listdir(f"/proc/{pid}/task")) <= 1:
+                    return None
                 if line.startswith("Uid:"):
                     return int(line.split()[1])
     except OSError:
