@@ -1,7 +1,7 @@
 """MGPO (λ=1) with the scheduler vs GRPO (λ=0) with uniform sampling: same start, same budget, N seeds.
 
-Both arms start from one SFT warm-up of the tiny model and differ only in `learner.loss.mgpo_lambda` and
-`scheduler.priority`. Reported per arm: samples used to reach the target held-out Pass@1 (first eval at or
+Both arms start from one SFT warm-up of the tiny model, train one mixed phase (all toy subdomains, as
+configs/tiny-cpu.yaml) and differ only in `learner.loss.mgpo_lambda` and `scheduler.priority`. Reported per arm: samples used to reach the target held-out Pass@1 (first eval at or
 above it; None if never), final Pass@1, and the mean zero-advantage group fraction.
 
 Usage: python benchmarks/rl_compare.py [--seeds 3] [--steps 40] [--target-gain 0.05]
@@ -44,7 +44,7 @@ def main() -> None:
     from trainer.rl import main as rl_main
 
     out = Path(args.out)
-    base = [f"rl.phases=[{{name: math, steps: {args.steps}, max_tokens: 64, subdomains: [add, sub, mul, mod]}}]",
+    base = [f"rl.phases=[{{name: mixed, steps: {args.steps}, max_tokens: 64, subdomains: []}}]",
             "rl.eval_every=5", "rl.checkpoint_every=0", "cluster.dashboard=false", "rl.eval_max_problems=96"]
     sft = out / "sft-model"
     results: dict[str, list[dict]] = {arm: [] for arm in ARMS}
