@@ -231,6 +231,19 @@ def gather(refs: list) -> list:
     return ray.get(refs)
 
 
+def find_checkpoint(path: str | Path) -> Path | None:
+    """`path` if it holds a checkpoint; else the previous one that a kill between `save_checkpoint`'s two
+    renames left aside as `.NAME.old-*` (moved back into place); else None."""
+    final = Path(path)
+    if final.exists():
+        return final
+    olds = sorted(final.parent.glob(f".{final.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if not olds:
+        return None
+    olds[-1].rename(final)
+    return final
+
+
 class LearnerGroup:
     """Driver-side handle on `num_actors` learner actors in one placement group."""
 

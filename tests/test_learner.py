@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from actors.learner import LearnerConfig, LearnerGroup, token_logprobs
+from actors.learner import LearnerConfig, LearnerGroup, find_checkpoint, token_logprobs
 from trainer.losses import LossConfig
 from trainer.tiny_model import TinyModelConfig, build
 
@@ -116,6 +116,11 @@ def test_resume_matches_uninterrupted(ray_cluster, model_1l, tmp_path):
     first.save_checkpoint(ckpt, {"cursor": 2})  # overwrite: temp dir + rename, nothing left behind
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
     first.shutdown()
+
+    # a kill between save_checkpoint's two renames: the previous checkpoint is only in .ckpt.old-*
+    ckpt.rename(tmp_path / ".ckpt.old-0000dead")
+    assert find_checkpoint(ckpt) == ckpt and sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+    assert find_checkpoint(tmp_path / "none") is None
 
     second = LearnerGroup(c, str(model_1l), 2)
     extra = second.load_checkpoint(ckpt)

@@ -188,8 +188,10 @@ class Run:
 
     def restore(self) -> int:
         """Load the last checkpoint into the learner and the engines; returns the step to run next."""
-        ckpt = self.dir / "checkpoint"
-        step = self.learner.load_checkpoint(ckpt)["step"] if ckpt.exists() else 0
+        from actors.learner import find_checkpoint
+
+        ckpt = find_checkpoint(self.dir / "checkpoint")
+        step = self.learner.load_checkpoint(ckpt)["step"] if ckpt else 0
         self.rollout.update_weights(self.learner.state_dict(), version=step)
         self.log.truncate(step)
         return step
