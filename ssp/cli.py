@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_rl)
 
     from actors.verifier import register_cli as verify_cli  # commands owned by their rooms
-    from cluster.scheduler import register_cli as scheduler_cli
+    from cluster.scheduler_cli import register_cli as scheduler_cli
 
     verify_cli(sub)
     scheduler_cli(sub)

@@ -17,8 +17,8 @@ from cluster.scheduler import (
     SchedulerConfig,
     SchedulerUnavailable,
     dataset_fingerprint,
-    register_cli,
 )
+from cluster.scheduler_cli import register_cli
 
 DEBIAN = "/usr/bin/redis-server"
 
