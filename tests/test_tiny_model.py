@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from trainer.data import Problem, build_prompt
 from trainer.tiny_model import TinyModelConfig, build, load_tokenizer
 
 QWEN_TOK = "../shared/models/qwen2.5-tokenizer"
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _sha(path):
@@ -106,3 +108,25 @@ def test_vllm_samples_n_per_prompt_with_logprobs(tiny_model_dir, tiny_llm, n):
     assert len(out.outputs) == n
     for c in out.outputs:
         assert len(c.logprobs) == len(c.token_ids) and c.finish_reason in ("stop", "length")
+
+
+def test_ensure_model_rebuilds_a_tiny_model_built_from_other_settings(tmp_path):
+    """A stale tiny model at model.path (built before model.tiny changed) is rebuilt, not silently used;
+    a model directory without our marker file (e.g. a real checkpoint) is left alone."""
+    from ssp.config import load_config
+    from ssp.tree import SSPConfig
+    from trainer.generate import ensure_model
+
+    path = tmp_path / "tiny"
+    small = ["model.tiny.hidden_size=64", "model.tiny.num_heads=2", "model.tiny.num_kv_heads=1",
+             "model.tiny.intermediate_size=128", "model.tiny.num_layers=1"]
+    conf = load_config(SSPConfig, REPO / "configs" / "tiny-cpu.yaml", [f"model.path={path}", *small])
+    ensure_model(conf)
+    assert json.loads((path / "config.json").read_text())["hidden_size"] == 64
+    wider = load_config(SSPConfig, REPO / "configs" / "tiny-cpu.yaml",
+                        [f"model.path={path}", *small, "model.tiny.hidden_size=96", "model.tiny.num_heads=3"])
+    ensure_model(wider)
+    assert json.loads((path / "config.json").read_text())["hidden_size"] == 96
+    (path / "ssp_tiny_model.json").unlink()
+    ensure_model(conf)  # no marker: not ours to rebuild
+    assert json.loads((path / "config.json").read_text())["hidden_size"] == 96

@@ -10,7 +10,7 @@ gives the same bytes.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ssp.config import cfg
@@ -24,6 +24,9 @@ CHAT_TEMPLATE = (
     "{%- endfor %}"
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
 )
+
+
+MARKER = "ssp_tiny_model.json"  # written by build(): what was built, from which config
 
 
 @dataclass
@@ -102,6 +105,6 @@ def build(config: TinyModelConfig, out_dir: str | Path) -> Path:
     model.generation_config = GenerationConfig(eos_token_id=eos, pad_token_id=pad, bos_token_id=pad)
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
-    (out / "ssp_tiny_model.json").write_text(json.dumps({"params": sum(p.numel() for p in model.parameters()),
-                                                         "vocab": len(tok), "seed": config.seed}))
+    (out / MARKER).write_text(json.dumps({"params": sum(p.numel() for p in model.parameters()),
+                                          "vocab": len(tok), "seed": config.seed, "config": asdict(config)}))
     return out
