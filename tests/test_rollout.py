@@ -77,15 +77,16 @@ def test_killed_engine_mid_batch_is_restarted_with_current_weights(pool, tiny_mo
     model = _perturbed(tiny_model_dir, 0.02)
     pool.update_weights(model.state_dict(), version=2)
     out = {}
-    many = [{"id": f"k{i}", "prompt": f"What is {i} + {i}?"} for i in range(48)]
-    t = threading.Thread(target=lambda: out.setdefault("r", pool.generate(many, n=4, overrides={"max_tokens": 64})))
+    # ~49k tokens: several seconds even for the hidden-128 tiny model (~10k tok/s on 2 quiet cores)
+    many = [{"id": f"k{i}", "prompt": f"What is {i} + {i}?"} for i in range(96)]
+    t = threading.Thread(target=lambda: out.setdefault("r", pool.generate(many, n=8, overrides={"max_tokens": 64})))
     t.start()
     time.sleep(1.0)
     assert t.is_alive(), "the batch finished before the kill; make it longer"
     ray.kill(pool.workers[0], no_restart=False)
     t.join(timeout=300)
     rollouts = out["r"]
-    assert len(rollouts) == 48 * 4
+    assert len(rollouts) == 96 * 8
     assert {r.weight_version for r in rollouts} == {2}
     # the restarted engine serves again only on the current weights (resynced on retry or on its next call)
     again = pool.generate(many[:4], n=1)
