@@ -98,6 +98,30 @@ def test_rl_survives_killed_rollout_verifier_and_learner(ray_cluster, tiny_model
     assert (run_dir / "final-model" / "model.safetensors").exists()
 
 
+def test_learner_killed_while_checkpointing_restarts_from_the_previous_checkpoint(ray_cluster, tiny_model_dir,
+                                                                                  tmp_path, monkeypatch):
+    """The learner dies inside the step-4 checkpoint (not in a train step): the driver restarts it from the
+    step-2 checkpoint, redoes steps 2-3 and finishes; nothing is double-counted."""
+    from trainer import rl
+
+    run_dir = tmp_path / "ckpt-kill"
+    conf = load_config(SSPConfig, REPO / "configs" / "tiny-cpu.yaml",
+                       small(run_dir, tiny_model_dir, "rl.eval_every=0"))
+    save, calls = rl.Run.checkpoint, []
+
+    def checkpoint_with_kill(self, step):
+        calls.append(step)
+        if calls == [2, 4]:
+            assert kill_actor("LearnerWorker")
+        return save(self, step)
+
+    monkeypatch.setattr(rl.Run, "checkpoint", checkpoint_with_kill)
+    summary = rl.main(conf)
+    assert calls == [2, 4, 4, 6] and summary["steps"] == 6 and summary["learner_restarts"] == 1
+    attempts, samples = attempts_and_samples(run_dir)
+    assert attempts == samples == 6 * 4 * 4
+
+
 def test_one_step_off_policy_with_dynamic_sampling_and_prefilter(ray_cluster, tiny_model_dir, tmp_path):
     from trainer.rl import main
 

@@ -253,23 +253,23 @@ def run_rl(conf, run_dir: Path, train: list[Problem], held: list[Problem], polic
                 if run.rl.mode == "one-step-off" and step + 1 < run.total_steps and run.phase(step + 1) is run.phase(step):
                     ahead = pool.submit(run.produce, step + 1)  # generates on the current weights while we train
                 m = run.train_on(step, rollouts, results, t)
-            except ray.exceptions.RayActorError as e:
+                rec = run.record(step, rollouts, results, m, t)
+                every = run.rl.checkpoint_every
+                if step + 1 == run.total_steps or (every and (step + 1) % every == 0):
+                    run.checkpoint(step + 1)  # a look-ahead batch in flight is fine: its plan makes a redo identical
+            except ray.exceptions.RayActorError as e:  # a learner rank died, in the step or in the checkpoint
                 ahead = _drain(ahead)
                 step = run.restart_learner(e)
                 bar.n = step
                 continue
-            rec = run.record(step, rollouts, results, m, t)
             step += 1
             if run.rl.eval_every and step % run.rl.eval_every == 0 and step < run.total_steps:
                 rec["eval_pass1"] = run.evaluate(step)["pass1"]
                 run.log.log({"step": step - 1, "eval_pass1": rec["eval_pass1"]})
-            if run.rl.checkpoint_every and step % run.rl.checkpoint_every == 0:
-                run.checkpoint(step)  # a look-ahead batch in flight is fine: its plan file makes a redo identical
             bar.update(1)
             bar.set_postfix(reward=f"{rec['reward_mean']:.2f}", zero_adv=f"{rec['zero_adv_frac']:.2f}",
                             len=f"{rec['len_mean']:.0f}", eval=f"{rec.get('eval_pass1', float('nan')):.2f}")
         bar.close()
-        run.checkpoint(step)
         after = run.evaluate(step)
         run.log.log({"step": step, "eval_pass1": after["pass1"]})
         run.learner.save_hf(run_dir / "final-model")
