@@ -161,9 +161,18 @@ class RolloutPool:
                 raise TimeoutError(f"rollout: engine not ready within {self.config.startup_timeout_s}s")
 
     def update_weights(self, state_dict: dict, version: int) -> float:
-        """Push new weights to every engine; returns the slowest engine's seconds."""
+        """Push new weights to every engine; returns the slowest engine's seconds. An engine that dies or is
+        restarting meanwhile is waited for and resynced (a restarted engine comes back on the base model)."""
         self.weights_ref, self.version = ray.put(pack_weights(state_dict)), version
-        return max(ray.get([w.update_weights.remote(self.weights_ref, version) for w in self.workers]))
+        refs = [w.update_weights.remote(self.weights_ref, version) for w in self.workers]
+        t0, secs = time.perf_counter(), []
+        for w, ref in zip(self.workers, refs):
+            try:
+                secs.append(ray.get(ref))
+            except ray.exceptions.RayActorError:
+                self._resync(w)
+                secs.append(time.perf_counter() - t0)
+        return max(secs)
 
     def _resync(self, worker) -> None:
         """Bring a (restarted) engine back to the current weights before it serves again."""

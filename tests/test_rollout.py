@@ -94,6 +94,16 @@ def test_killed_engine_mid_batch_is_restarted_with_current_weights(pool, tiny_mo
     assert ray.get([w.ready.remote() for w in pool.workers]) == [2, 2]
 
 
+def test_update_weights_reaches_an_engine_that_is_restarting(pool, tiny_model_dir):
+    """The learner's weight sync hits an engine killed a moment before: it is waited for and resynced."""
+    model = _perturbed(tiny_model_dir, 0.03)
+    ray.kill(pool.workers[0], no_restart=False)
+    pool.update_weights(model.state_dict(), version=3)
+    assert ray.get([w.ready.remote() for w in pool.workers]) == [3] * len(pool.workers)
+    rollouts = pool.generate(PROBLEMS[:2], n=1, overrides={"temperature": 0.0})
+    assert {r.weight_version for r in rollouts} == {3}
+
+
 def test_startup_failure_is_loud(ray_cluster, tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(RuntimeError, match="engine failed to start"):
