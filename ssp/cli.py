@@ -35,11 +35,11 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_tiny_model(args: argparse.Namespace) -> int:
-    from trainer.tiny_model import build
+    from trainer.tiny_model import MARKER, build
 
     conf = load_tree(args)
     out = build(conf.model.tiny, args.out or conf.model.path)
-    info = json.loads((out / "ssp_tiny_model.json").read_text())
+    info = json.loads((out / MARKER).read_text())
     print(f"tiny model: {out}  params={info['params']:,}  vocab={info['vocab']}")
     return 0
 
