@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
+import psutil
 import pytest
 
 from actors.sandbox import IsolationError, Sandbox, SandboxLimits
@@ -50,6 +53,26 @@ def test_three_formats(sandbox):
 def _mutate(rec: dict) -> str:
     """The reference with the entry point rebound to a function returning None."""
     return f"{rec['reference_solution']}\n\ndef {rec['entry_point']}(*args, **kwargs):\n    return None\n"
+
+
+def test_program_killing_itself_is_scored_but_launcher_killed_from_outside_is_not(sandbox):
+    """A dying Ray actor's children are killed before the actor: that run must not score as the answer's."""
+    ok = "```python\nimport time\ntime.sleep({s})\ndef f():\n    return 1\n```"
+    tests = {"asserts": ["assert f() == 1"]}
+    self_kill = "```python\nimport os\nos.kill(os.getpid(), 9)\n```"
+    assert _grade(sandbox, self_kill, tests).reason == "runtime_error"
+
+    def kill_children():
+        time.sleep(0.5)
+        for c in psutil.Process().children():
+            c.kill()
+
+    killer = threading.Thread(target=kill_children)
+    killer.start()
+    r = _grade(sandbox, ok.format(s=3), tests)
+    killer.join()
+    assert (r.reward, r.reason) == (0.0, "verifier_error")
+    assert _grade(sandbox, ok.format(s=0), tests).reward == 1.0
 
 
 def test_mbpp_references_pass_and_mutants_fail(sandbox, shared_dir):

@@ -245,6 +245,11 @@ def classify_run(program: Program, returncode: int | None, stdout: str, stderr: 
         return "timeout"
     if truncated:
         return "output_limit"
+    if returncode is not None and returncode < 0:
+        # The launcher itself died from a signal we did not send (ours comes with timed_out): e.g. Ray
+        # kills a dying actor's children before the actor. The program never finished, so it is not
+        # scored: the pool retries it elsewhere. (Under bwrap a program that kills itself gives 128+sig.)
+        return "verifier_error"
     if returncode != 0:
         if stderr.startswith("bwrap:"):
             return "verifier_error"  # the sandbox itself failed to start
