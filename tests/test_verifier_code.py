@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -62,10 +63,12 @@ def test_program_killing_itself_is_scored_but_launcher_killed_from_outside_is_no
     self_kill = "```python\nimport os\nos.kill(os.getpid(), 9)\n```"
     assert _grade(sandbox, self_kill, tests).reason == "runtime_error"
 
-    def kill_children():
+    def kill_children():  # only the sandbox's: Ray's head processes are this process's children too
         time.sleep(0.5)
         for c in psutil.Process().children():
-            c.kill()
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if c.uids().real in UIDS:
+                    c.kill()
 
     killer = threading.Thread(target=kill_children)
     killer.start()

@@ -6,6 +6,7 @@ import argparse
 import json
 import threading
 import time
+from functools import partial
 
 import psutil
 import pytest
@@ -24,6 +25,12 @@ def _items(n: int, sleep: float = 0.0) -> list[dict]:
             out.append({"id": f"c{i}", "kind": "code", "response": SLOW.format(s=sleep),
                         "tests": {"asserts": ["assert f() == 1"]}})
     return out
+
+
+def _sandboxed(*uids: int) -> list[psutil.Process]:
+    """The live programs run under these sandbox uids (a killed actor's may linger as zombies)."""
+    return [q for q in psutil.process_iter(["uids", "status"]) if q.info["uids"]
+            and q.info["uids"].real in uids and q.info["status"] != psutil.STATUS_ZOMBIE]
 
 
 @pytest.fixture(scope="module")
@@ -52,11 +59,18 @@ def test_killed_actor_mid_batch_loses_nothing(ray_cluster):
 
     p = VerifierPool(VerifierConfig(num_workers=2, max_concurrency=2, uid_base=63400))
     try:
-        batch = _items(16, sleep=0.4)
-        killer = threading.Timer(0.8, lambda: ray.kill(p.actors[0], no_restart=False))
+        batch = _items(16, sleep=1.0)
+
+        def kill_when_busy():  # actor 0 is killed while one of its items runs (not on a timer: CI load varies)
+            deadline = time.monotonic() + 60
+            while not _sandboxed(63400, 63401) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            ray.kill(p.actors[0], no_restart=False)
+
+        killer = threading.Thread(target=kill_when_busy, daemon=True)
         killer.start()
         results = p.verify(batch)
-        killer.join()
+        killer.join(timeout=5)
         assert [r.id for r in results] == [b["id"] for b in batch]
         assert p.stats["errors"] >= 1 and p.stats["retries"] >= 1  # the killed actor's items were retried
         assert all(r.reward == 1.0 for r in results), [(r.id, r.reason, r.detail) for r in results if r.reward != 1]
@@ -70,10 +84,7 @@ def test_items_failing_twice_score_verifier_error(ray_cluster):
     p = VerifierPool(VerifierConfig(num_workers=1, max_concurrency=2, max_restarts=-1, uid_base=63500,
                                     code_timeout_s=120))  # items end only by being killed
     stop = threading.Event()
-
-    def sandboxed() -> list[psutil.Process]:  # the items' live programs (a killed actor's may linger as zombies)
-        return [q for q in psutil.process_iter(["uids", "status"]) if q.info["uids"]
-                and q.info["uids"].real in (63500, 63501) and q.info["status"] != psutil.STATUS_ZOMBIE]
+    sandboxed = partial(_sandboxed, 63500, 63501)
 
     def keep_killing():  # SIGKILL the actor whenever an item runs in its sandbox (not on a timer: CI load varies)
         while not stop.is_set():
