@@ -1,13 +1,15 @@
 -- Server-side scripts of cluster/scheduler.py. Each `--- @name` section is one script; the text before the
 -- first section is a prelude prepended to every script. ARGV[1] is always the key prefix "ssp:{run}:fp:".
--- Keys: P:<id> hash (a, c, ema, last, sub, band); B:<band> set of ids; M meta hash; D:<step> dedupe set.
--- Bands: u (unseen), p0/p1 (parked at raw rate 0/1), x (dropped by prefilter), 0..K-1 (smoothed p-hat bins).
+-- Keys: P:<id> hash (a, c, ema, last, sub, band); B:<band> set of ids; M meta hash (counters, and a:<sub> /
+-- c:<sub> attempts and correct per subdomain); S set of subdomains; D:<step> dedupe set.
+-- Bands: u:<sub> (unseen, one per subdomain), p0/p1 (parked at raw rate 0/1), x (dropped by prefilter),
+-- 0..K-1 (smoothed p-hat bins).
 
 local pre = ARGV[1]
 
-local function band_of(a, c, K, al, be, mina, cur)
+local function band_of(a, c, K, al, be, mina, cur, sub)
   if cur == 'x' then return 'x' end
-  if a == 0 then return 'u' end
+  if a == 0 then return 'u:' .. sub end
   if a >= mina and c == 0 then return 'p0' end
   if a >= mina and c == a then return 'p1' end
   local b = math.floor((c + al) / (a + al + be) * K)
@@ -28,8 +30,9 @@ local new = 0
 for i = 3, #ARGV, 2 do
   local key = pre .. 'P:' .. ARGV[i]
   if redis.call('EXISTS', key) == 0 then
-    redis.call('HSET', key, 'a', 0, 'c', 0, 'ema', '', 'last', -1, 'sub', ARGV[i + 1], 'band', 'u')
-    redis.call('SADD', pre .. 'B:u', ARGV[i])
+    redis.call('HSET', key, 'a', 0, 'c', 0, 'ema', '', 'last', -1, 'sub', ARGV[i + 1], 'band', 'u:' .. ARGV[i + 1])
+    redis.call('SADD', pre .. 'B:u:' .. ARGV[i + 1], ARGV[i])
+    redis.call('SADD', pre .. 'S', ARGV[i + 1])
     new = new + 1
   end
 end
@@ -72,13 +75,15 @@ local ng, allc, allw = 0, 0, 0
 for _, id in ipairs(order) do
   local g = groups[id]
   local key = pre .. 'P:' .. id
-  local v = redis.call('HMGET', key, 'a', 'c', 'ema', 'last', 'band')
+  local v = redis.call('HMGET', key, 'a', 'c', 'ema', 'last', 'band', 'sub')
   local a, c = tonumber(v[1]) + g[1], tonumber(v[2]) + g[2]
   local rate = g[2] / g[1]
   local ema = tonumber(v[3])
   if ema == nil then ema = rate else ema = (1 - decay) * ema + decay * rate end
   local last = math.max(tonumber(v[4]), step)
-  local nb = band_of(a, c, K, al, be, mina, v[5])
+  local nb = band_of(a, c, K, al, be, mina, v[5], v[6])
+  redis.call('HINCRBY', pre .. 'M', 'a:' .. v[6], g[1])
+  redis.call('HINCRBY', pre .. 'M', 'c:' .. v[6], g[2])
   redis.call('HSET', key, 'a', a, 'c', c, 'ema', string.format('%.6f', ema), 'last', last, 'band', nb)
   if nb ~= v[5] then redis.call('SMOVE', pre .. 'B:' .. v[5], pre .. 'B:' .. nb, id) end
   if g[1] >= 2 then
@@ -97,6 +102,7 @@ return applied
 
 --- @sample
 -- ARGV: pre, n, first (0|1), nb, nb band names, nb per-problem weights, then n uniforms in [0, 1).
+-- first: the unseen bands (u:*) are drawn before any other.
 -- Draws n distinct ids: bands by weight x remaining count (without replacement), SRANDMEMBER within a band.
 local n, first, nb = tonumber(ARGV[2]), ARGV[3] == '1', tonumber(ARGV[4])
 local names, w, rem, take = {}, {}, {}, {}
@@ -106,7 +112,7 @@ for i = 1, nb do
   w[i] = tonumber(ARGV[4 + nb + i])
   rem[i] = redis.call('SCARD', pre .. 'B:' .. names[i])
   take[i] = 0
-  if w[i] > 0 or (first and names[i] == 'u') then eligible = eligible + rem[i] end
+  if w[i] > 0 or (first and names[i]:sub(1, 2) == 'u:') then eligible = eligible + rem[i] end
 end
 if eligible < n then
   return redis.error_reply('scheduler: asked for ' .. n .. ' distinct problems but only ' .. eligible ..
@@ -114,8 +120,8 @@ if eligible < n then
 end
 local left = n
 for i = 1, nb do
-  if first and names[i] == 'u' then
-    take[i] = math.min(n, rem[i])
+  if first and names[i]:sub(1, 2) == 'u:' then
+    take[i] = math.min(left, rem[i])
     rem[i] = 0
     left = left - take[i]
   end
@@ -170,12 +176,15 @@ local written, kept = 0, 0
 for i = 7, #ARGV, 7 do
   local id, key = ARGV[i], pre .. 'P:' .. ARGV[i]
   local a, c = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
-  local cur = redis.call('HMGET', key, 'a', 'band')
+  local cur = redis.call('HMGET', key, 'a', 'band', 'c')
   if cur[1] and tonumber(cur[1]) >= a then
     kept = kept + 1
   else
-    local old = cur[2]
-    local nb = band_of(a, c, K, al, be, mina, ARGV[i + 6] == '1' and 'x' or old)
+    local old, sub = cur[2], ARGV[i + 1]
+    local nb = band_of(a, c, K, al, be, mina, ARGV[i + 6] == '1' and 'x' or old, sub)
+    redis.call('HINCRBY', meta, 'a:' .. sub, a - tonumber(cur[1] or '0'))
+    redis.call('HINCRBY', meta, 'c:' .. sub, c - tonumber(cur[3] or '0'))
+    redis.call('SADD', pre .. 'S', sub)
     redis.call('HSET', key, 'a', a, 'c', c, 'ema', ARGV[i + 4], 'last', ARGV[i + 5], 'sub', ARGV[i + 1], 'band', nb)
     if old then redis.call('SREM', pre .. 'B:' .. old, id) end
     redis.call('SADD', pre .. 'B:' .. nb, id)

@@ -1,10 +1,12 @@
 """Problem scheduler: persistent per-problem pass rates in Redis, shared by all workers, sampled near p=0.5.
 
 Per problem (keyed by run, dataset fingerprint and id) Redis holds attempts, correct, an EMA of the recent
-pass rate, the last step seen and the subdomain. Problems sit in one band set each (unseen, parked at 0/1,
-dropped, or one of `bands` bins of the Beta-smoothed p-hat), so `sample()` draws bands by weight x count and
-members with SRANDMEMBER in one server-side script: no scan of the problem set per batch. The scripts are
-in scheduler.lua.
+pass rate, the last step seen and the subdomain. Problems sit in one band set each (unseen per subdomain,
+parked at 0/1, dropped, or one of `bands` bins of the Beta-smoothed p-hat), so `sample()` draws bands by
+weight x count and members with SRANDMEMBER in one server-side script: no scan of the problem set per batch.
+An unseen problem is weighted by its subdomain's pass rate so far (the cell prior), so a short run, which
+sees most problems once or never, still steers away from subdomains the policy always or never solves.
+The scripts are in scheduler.lua.
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ class SchedulerConfig:
     bands: int = cfg(10, "number of pass-rate bands (bins of p-hat) problems are bucketed into")
     explore: Literal["first", "bonus"] = cfg("bonus", "unseen problems: sampled first, or with unseen_weight")
     unseen_weight: float = cfg(1.0, "per-problem weight of unseen problems when explore=bonus (max priority=1)")
+    cell_prior_attempts: int = cfg(
+        64, "once a subdomain has this many attempts, its unseen problems weigh unseen_weight x priority(its "
+        "smoothed pass rate) instead of unseen_weight; 0 = off")
     min_attempts: int = cfg(8, "attempts after which a problem at raw rate exactly 0 or 1 is parked")
     reprobe: float = cfg(0.02, "per-problem weight of parked problems (re-probe); 0 = never sample them")
     ema_decay: float = cfg(0.3, "weight of the newest group in the per-problem recent pass-rate EMA")
@@ -92,20 +97,33 @@ def priority(p: float, kind: str, lam: float) -> float:
 
 
 def band_names(k: int) -> list[str]:
-    return ["u", "p0", "p1", "x"] + [str(b) for b in range(k)]
+    """The bands every run has; the unseen ones, u:<subdomain>, come from the registered subdomains."""
+    return ["p0", "p1", "x"] + [str(b) for b in range(k)]
 
 
 def band_label(name: str, k: int) -> str:
-    fixed = {"u": "unseen", "p0": "parked@0", "p1": "parked@1", "x": "dropped"}
+    fixed = {"p0": "parked@0", "p1": "parked@1", "x": "dropped"}
+    if name.startswith("u:"):
+        return f"unseen {name[2:] or '(no subdomain)'}"
     return fixed.get(name) or f"p^ {int(name) / k:.2f}-{(int(name) + 1) / k:.2f}"
 
 
 def band_weights(c: SchedulerConfig) -> list[float]:
     """Per-problem weight of each band in band_names() order (band centre for the p-hat bins)."""
     if c.priority == "uniform":
-        return [1.0, 1.0, 1.0, 0.0] + [1.0] * c.bands
+        return [1.0, 1.0, 0.0] + [1.0] * c.bands
     bins = [priority((b + 0.5) / c.bands, c.priority, c.lam) for b in range(c.bands)]
-    return [c.unseen_weight, c.reprobe, c.reprobe, 0.0] + bins
+    return [c.reprobe, c.reprobe, 0.0] + bins
+
+
+def unseen_weight(c: SchedulerConfig, attempts: int, correct: int) -> float:
+    """Per-problem weight of an unseen problem whose subdomain has `attempts` so far (the cell prior)."""
+    if c.priority == "uniform":
+        return 1.0
+    if c.cell_prior_attempts <= 0 or attempts < c.cell_prior_attempts:
+        return c.unseen_weight
+    p = (correct + c.alpha) / (attempts + c.alpha + c.beta)
+    return c.unseen_weight * priority(p, c.priority, c.lam)
 
 
 def dataset_fingerprint(ids: Iterable[str]) -> str:
@@ -214,7 +232,7 @@ class ProblemScheduler:
 
     def _layout(self) -> str:
         c = self.config
-        return f"bands={c.bands},alpha={c.alpha},beta={c.beta},min_attempts={c.min_attempts}"
+        return f"bands={c.bands},alpha={c.alpha},beta={c.beta},min_attempts={c.min_attempts},unseen=per-subdomain"
 
     # --- writes -----------------------------------------------------------------------------------
     def register(self, problems: Iterable[Any], fingerprint: str | None = None, chunk: int = 5000) -> int:
@@ -273,13 +291,33 @@ class ProblemScheduler:
         if rng is None:
             rng = np.random.default_rng(seed if seed is not None else
                                         None if step is None else (self.config.seed, step))
-        names = band_names(self.config.bands)
-        first = int(self.config.explore == "first" and self.config.priority != "uniform")
-        args = [n, first, len(names), *names, *band_weights(self.config), *rng.random(n).tolist()]
+        c = self.config
+        cells = self.cells()
+        names = [f"u:{sub}" for sub in cells] + band_names(c.bands)
+        weights = [unseen_weight(c, a, k) for a, k in cells.values()] + band_weights(c)
+        first = int(c.explore == "first" and c.priority != "uniform")
+        args = [n, first, len(names), *names, *weights, *rng.random(n).tolist()]
         return list(self._call(lambda: self._run("sample", args)))
 
+    def cells(self) -> dict[str, tuple[int, int]]:
+        """(attempts, correct) so far per registered subdomain."""
+        pre = self._prefix()
+
+        def go() -> tuple[list[str], dict[str, str]]:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.smembers(pre + "S")
+            pipe.hgetall(pre + "M")
+            subs, meta = pipe.execute()
+            return sorted(subs), meta
+
+        subs, meta = self._call(go)
+        return {sub: (int(meta.get(f"a:{sub}", 0)), int(meta.get(f"c:{sub}", 0))) for sub in subs}
+
+    def _bands(self) -> list[str]:
+        return [f"u:{sub}" for sub in self.cells()] + band_names(self.config.bands)
+
     def band_counts(self) -> dict[str, int]:
-        names = band_names(self.config.bands)
+        names = self._bands()
         pre = self._prefix()
 
         def go() -> list[int]:
@@ -309,7 +347,7 @@ class ProblemScheduler:
     def problems(self, chunk: int = 2000) -> Iterator[dict[str, Any]]:
         """Every problem's stored state (a full scan: for export and the CLI, not the training loop)."""
         pre = self._prefix()
-        for b in band_names(self.config.bands):
+        for b in self._bands():
             ids = list(self._call(lambda b=b: list(self.client.sscan_iter(pre + "B:" + b, count=chunk))))
             for s in range(0, len(ids), chunk):
                 part = ids[s:s + chunk]

@@ -54,7 +54,7 @@ def test_register_record_and_sample_basics(server):
                                                                   "correct": True}]) == 3
     a = _row(s, "a")
     assert (a["a"], a["c"], a["last"], a["sub"], float(a["ema"])) == ("2", "1", "5", "algebra", 0.5)
-    assert _row(s, "c")["band"] == "u"
+    assert _row(s, "c")["band"] == "u:nt"
     ids = s.sample(3, seed=1)
     assert sorted(ids) == ["a", "b", "c"]
     with pytest.raises(ValueError, match="only 3 are eligible"):

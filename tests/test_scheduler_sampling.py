@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 
 from cluster.redis_server import RedisServer
-from cluster.scheduler import ProblemScheduler, SchedulerConfig, band_weights, kl_to_half, priority, simulate
+from cluster.scheduler import (
+    ProblemScheduler,
+    SchedulerConfig,
+    band_weights,
+    kl_to_half,
+    priority,
+    simulate,
+    unseen_weight,
+)
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +31,8 @@ def test_priorities_by_hand():
     assert priority(0.5, "mgpo", 6.0) == 1.0 and math.isclose(priority(1.0, "mgpo", 1.0), 0.5)
     assert priority(0.5, "p1mp", 0) == 1.0 and priority(0.1, "p1mp", 0) == pytest.approx(0.36)
     w = band_weights(SchedulerConfig(bands=10, lam=6.0, reprobe=0.02))
-    assert w[:4] == [1.0, 0.02, 0.02, 0.0] and math.isclose(w[4 + 4], w[4 + 5]) and math.isclose(w[4 + 5], max(w[4:]))
-    assert band_weights(SchedulerConfig(priority="uniform"))[4:] == [1.0] * 10
+    assert w[:3] == [0.02, 0.02, 0.0] and math.isclose(w[3 + 4], w[3 + 5]) and math.isclose(w[3 + 5], max(w[3:]))
+    assert band_weights(SchedulerConfig(priority="uniform"))[3:] == [1.0] * 10
 
 
 def test_band_frequencies_follow_weight_times_count(server):
@@ -37,7 +45,7 @@ def test_band_frequencies_follow_weight_times_count(server):
     assert all(len(set(p)) == 50 for p in picks)
     share_mid = np.mean([int(pid[1:]) < 500 for p in picks for pid in p])
     w = band_weights(cfg)
-    expect = w[4 + 6] / (w[4 + 6] + w[4 + 2])
+    expect = w[3 + 6] / (w[3 + 6] + w[3 + 2])
     assert abs(share_mid - expect) < 0.03, (share_mid, expect)
 
 
@@ -55,3 +63,36 @@ def test_scheduler_concentrates_near_half_and_lowers_zero_advantage(server):
     u, m = results["uniform"], results["mgpo"]
     assert m["mean_dist_from_half"] < u["mean_dist_from_half"] - 0.05
     assert m["zero_adv_frac"] < u["zero_adv_frac"] - 0.1
+
+
+def test_unseen_problems_take_their_subdomains_pass_rate(server):
+    """Cell prior: once a subdomain has cell_prior_attempts, its unseen problems weigh priority(its p-hat)."""
+    shares = {}
+    for attempts in (64, 0):
+        cfg = SchedulerConfig(lam=6.0, cell_prior_attempts=attempts)
+        s = ProblemScheduler(server.url, f"cells-{attempts}", cfg)
+        s.register([{"id": f"{sub}{i}", "subdomain": sub} for sub in ("hard", "mid") for i in range(300)])
+        # 10 seen problems per subdomain, 8 samples each: hard 0/80 correct, mid 40/80
+        s.record(0, [(f"{sub}{i}", g, sub == "mid" and g < 4) for sub in ("hard", "mid") for i in range(10)
+                     for g in range(8)])
+        assert s.cells() == {"hard": (80, 0), "mid": (80, 40)}
+        unseen = [pid for k in range(100) for pid in s.sample(20, seed=k) if int(pid.lstrip("hardmi")) >= 10]
+        shares[attempts] = np.mean([pid.startswith("hard") for pid in unseen])
+    expect = unseen_weight(SchedulerConfig(lam=6.0), 80, 0)  # p^=1/82: ~0.02 against 1.0 for mid
+    assert expect < 0.03 and shares[64] < 0.06, shares
+    assert abs(shares[0] - 0.5) < 0.05, shares  # off: every unseen problem weighs unseen_weight
+
+
+def test_cell_prior_lowers_zero_advantage_when_problems_are_seen_once(server):
+    """A short run sees most problems once: per-problem estimates are all prior, the subdomain's is not."""
+    rng = np.random.default_rng(0)
+    subs = {"s0": 0.02, "s1": 0.05, "s2": 0.1, "s3": 0.5, "s4": 0.97}
+    ids = {f"{sub}-{i}": sub for sub in subs for i in range(400)}
+    true_p = {pid: float(np.clip(subs[sub] + rng.normal(0, 0.03), 0, 1)) for pid, sub in ids.items()}
+    zero = {}
+    for attempts in (0, 64):
+        s = ProblemScheduler(server.url, f"cells-sim-{attempts}", SchedulerConfig(cell_prior_attempts=attempts))
+        s.register([{"id": pid, "subdomain": sub} for pid, sub in ids.items()])
+        zero[attempts] = simulate(s, true_p, steps=20, batch=64, group=8, seed=1)["zero_adv_frac"]
+    print("zero-advantage share, cell prior off/on:", zero)
+    assert zero[64] < zero[0] - 0.2, zero
