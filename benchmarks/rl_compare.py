@@ -19,6 +19,8 @@ from pathlib import Path
 
 ARMS = {
     "mgpo_scheduler": ["learner.loss.mgpo_lambda=1.0", "scheduler.priority=mgpo"],
+    "mgpo_nocell": ["learner.loss.mgpo_lambda=1.0", "scheduler.priority=mgpo",
+                    "scheduler.cell_prior_attempts=0"],
     "grpo_uniform": ["learner.loss.mgpo_lambda=0.0", "scheduler.priority=uniform"],
 }
 
