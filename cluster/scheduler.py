@@ -116,14 +116,18 @@ def band_weights(c: SchedulerConfig) -> list[float]:
     return [c.reprobe, c.reprobe, 0.0] + bins
 
 
+def p_hat(c: SchedulerConfig, attempts: int, correct: int) -> float:
+    """Beta-smoothed pass rate (correct + alpha) / (attempts + alpha + beta)."""
+    return (correct + c.alpha) / (attempts + c.alpha + c.beta)
+
+
 def unseen_weight(c: SchedulerConfig, attempts: int, correct: int) -> float:
     """Per-problem weight of an unseen problem whose subdomain has `attempts` so far (the cell prior)."""
     if c.priority == "uniform":
         return 1.0
     if c.cell_prior_attempts <= 0 or attempts < c.cell_prior_attempts:
         return c.unseen_weight
-    p = (correct + c.alpha) / (attempts + c.alpha + c.beta)
-    return c.unseen_weight * priority(p, c.priority, c.lam)
+    return c.unseen_weight * priority(p_hat(c, attempts, correct), c.priority, c.lam)
 
 
 def dataset_fingerprint(ids: Iterable[str]) -> str:
@@ -363,9 +367,6 @@ class ProblemScheduler:
                         yield {"id": pid, "subdomain": h.get("sub", ""), "attempts": int(h["a"]),
                                "correct": int(h["c"]), "ema": float(h["ema"]) if h.get("ema") else None,
                                "last_step": int(h["last"]), "band": h["band"]}
-
-    def p_hat(self, attempts: int, correct: int) -> float:
-        return (correct + self.config.alpha) / (attempts + self.config.alpha + self.config.beta)
 
     # --- export / import --------------------------------------------------------------------------
     def export(self, path: str | Path) -> int:

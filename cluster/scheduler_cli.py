@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cluster.scheduler import ProblemScheduler, SchedulerConfig, open_scheduler
+from cluster.scheduler import ProblemScheduler, SchedulerConfig, open_scheduler, p_hat
 
 
 def register_cli(sub: Any) -> None:
@@ -54,7 +54,7 @@ def _print_stats(s: ProblemScheduler, png: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ph = [s.p_hat(r["attempts"], r["correct"]) for r in s.problems() if r["attempts"] > 0]
+    ph = [p_hat(s.config, r["attempts"], r["correct"]) for r in s.problems() if r["attempts"] > 0]
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.hist(ph, bins=20, range=(0, 1))
     ax.set(xlabel="smoothed pass rate p^", ylabel="problems", title=f"{st['run']}: {len(ph)} seen problems")
