@@ -179,10 +179,11 @@ def test_export_import_roundtrip_and_malformed_lines(server, tmp_path):
     assert t.import_(out) == {"written": 5, "kept": 0}
     assert sorted(t.problems(), key=lambda r: r["id"]) == sorted(s.problems(), key=lambda r: r["id"])
     assert t.stats()["updates"] == 20 and t.sample(5, seed=0)
+    assert t.cells() == s.cells() == {"algebra": (20, 10)}  # the subdomain's counts (the cell prior) too
     # a later import of an older dump keeps what was recorded since
     t.record(2, [("q1", 0, True)])
     assert t.import_(out) == {"written": 0, "kept": 5}
-    assert _row(t, "q1")["a"] == "5"
+    assert _row(t, "q1")["a"] == "5" and t.cells() == {"algebra": (21, 11)}
     lines = out.read_text().splitlines()
     bad = json.loads(lines[3])
     bad["attempts"] = "many"
