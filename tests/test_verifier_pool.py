@@ -27,6 +27,13 @@ def _items(n: int, sleep: float = 0.0) -> list[dict]:
     return out
 
 
+def _verifier_ancestors(q: psutil.Process) -> list[psutil.Process]:
+    try:
+        return [a for a in q.parents() if " ".join(a.cmdline()).startswith("ray::VerifierActor")]
+    except psutil.Error:  # it ended meanwhile
+        return []
+
+
 def _sandboxed(*uids: int) -> list[psutil.Process]:
     """The live programs run under these sandbox uids (a killed actor's may linger as zombies)."""
     return [q for q in psutil.process_iter(["uids", "status"]) if q.info["uids"]
@@ -88,10 +95,13 @@ def test_items_failing_twice_score_verifier_error(ray_cluster):
 
     def keep_killing():  # SIGKILL the actor whenever an item runs in its sandbox (not on a timer: CI load varies)
         while not stop.is_set():
-            if sandboxed():  # (ray.kill may stop the actor's children first, and the item then returns a result)
-                for q in psutil.process_iter(["cmdline"]):
-                    if " ".join(q.info["cmdline"] or []).startswith("ray::VerifierActor"):
-                        q.kill()
+            # Only this pool's actor, the one above its sandboxed programs: the module's `pool` has VerifierActors
+            # too (killing them all exhausted its restarts). SIGKILL, as ray.kill may stop the actor's children
+            # first, and the item then returns a result.
+            actors = {a for q in sandboxed() for a in _verifier_ancestors(q)}
+            if actors:
+                for a in actors:
+                    a.kill()
                 while sandboxed() and not stop.is_set():  # the killed actor's programs die with it
                     time.sleep(0.05)
             stop.wait(0.05)
