@@ -27,13 +27,6 @@ def _items(n: int, sleep: float = 0.0) -> list[dict]:
     return out
 
 
-def _verifier_ancestors(q: psutil.Process) -> list[psutil.Process]:
-    try:
-        return [a for a in q.parents() if " ".join(a.cmdline()).startswith("ray::VerifierActor")]
-    except psutil.Error:  # it ended meanwhile
-        return []
-
-
 def _sandboxed(*uids: int) -> list[psutil.Process]:
     """The live programs run under these sandbox uids (a killed actor's may linger as zombies)."""
     return [q for q in psutil.process_iter(["uids", "status"]) if q.info["uids"]
@@ -98,7 +91,12 @@ def test_items_failing_twice_score_verifier_error(ray_cluster):
             # Only this pool's actor, the one above its sandboxed programs: the module's `pool` has VerifierActors
             # too (killing them all exhausted its restarts). SIGKILL, as ray.kill may stop the actor's children
             # first, and the item then returns a result.
-            actors = {a for q in sandboxed() for a in _verifier_ancestors(q)}
+            actors = set()
+            for q in sandboxed():
+                try:
+                    actors |= {a for a in q.parents() if " ".join(a.cmdline()).startswith("ray::VerifierActor")}
+                except psutil.Error:  # it ended meanwhile
+                    pass
             if actors:
                 for a in actors:
                     a.kill()
