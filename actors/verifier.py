@@ -23,7 +23,8 @@ from ray.util import metrics
 from actors.sandbox import Sandbox, SandboxLimits
 from ssp.config import ConfigError, cfg, load_config
 from trainer.data import iter_jsonl
-from trainer.rewards import MathChecker, Result, VerifyRequest, grade_code
+from actors.code_grader import TestsError, check_tests, grade_code
+from trainer.rewards import MathChecker, Result, VerifyRequest
 
 __all__ = ["VerifierConfig", "VerifierPool", "VerifierActor", "VerifyRequest", "Result", "register_cli"]
 
@@ -37,12 +38,15 @@ class VerifierConfig:
     math_timeout_s: float = cfg(5.0, "hard time limit per math check (helper process killed after it)")
     math_memory_mb: int = cfg(4096, "address-space limit of each math helper process")
     code_timeout_s: float = cfg(5.0, "wall time limit per code execution (CPU limit is the same, rounded up)")
-    memory_mb: int = cfg(512, "address-space limit of sandboxed code")
+    memory_mb: int = cfg(512, "memory of one sandboxed run as a whole (cgroup: all its processes and tmpfs "
+                              "pages; also each process's address-space limit)")
+    cpus: float = cfg(1.0, "CPU cores one sandboxed run may use in all (cgroup cpu quota)")
     max_output_bytes: int = cfg(1 << 20, "stdout cap (and max file size) for sandboxed code")
-    nproc: int = cfg(32, "process limit per sandbox uid")
+    nproc: int = cfg(32, "process limit of one sandboxed run (cgroup pids.max and RLIMIT_NPROC of its uid)")
     nofile: int = cfg(64, "open-file limit of sandboxed code")
-    scratch_mb: int = cfg(64, "size of the sandbox's tmpfs scratch dir")
-    uid_base: int = cfg(62000, "first unprivileged uid for sandbox slots (one uid per slot, when run as root)")
+    scratch_mb: int = cfg(64, "size of each of the sandbox's tmpfs mounts (/scratch and /dev/shm)")
+    uid_base: int = cfg(62000, "sandbox uids are reserved host-wide from here up (one per slot, when root; "
+                               "uids of accounts and of /etc/subuid ranges are skipped)")
     allow_weak_isolation: bool = cfg(False, "run even if bwrap/user namespaces/seccomp are missing")
 
 
@@ -68,9 +72,10 @@ class VerifierActor:
         import queue
 
         c = config
-        limits = SandboxLimits(c.code_timeout_s, c.memory_mb, c.max_output_bytes, c.nproc, c.nofile, c.scratch_mb)
-        first = c.uid_base + index * c.max_concurrency
-        self.sandbox = Sandbox(limits, list(range(first, first + c.max_concurrency)), c.allow_weak_isolation)
+        limits = SandboxLimits(c.code_timeout_s, c.memory_mb, c.max_output_bytes, c.nproc, c.nofile, c.scratch_mb,
+                               c.cpus)
+        self.sandbox = Sandbox(limits, allow_weak_isolation=c.allow_weak_isolation, slots=c.max_concurrency,
+                               uid_base=c.uid_base)
         self.checkers: queue.Queue[MathChecker] = queue.Queue()
         for _ in range(c.max_concurrency):
             self.checkers.put(MathChecker(c.math_timeout_s, c.math_memory_mb))
@@ -102,7 +107,7 @@ class VerifierActor:
             finally:
                 self.checkers.put(checker)
         if req.kind == "code":
-            return grade_code(req.response, req.tests or {}, lambda src, stdin: self.sandbox.run(src, stdin))
+            return grade_code(req.response, req.tests or {}, self.sandbox)
         raise ValueError(f"unknown kind {req.kind!r}")
 
 
@@ -216,9 +221,11 @@ def read_requests(path: str | Path) -> list[VerifyRequest]:
                 raise ValueError(f"{where}: missing field '{f}'")
         if not isinstance(rec["response"], str):
             raise ValueError(f"{where}: field 'response' must be a string")
-        if kind == "code" and not (isinstance(rec["tests"], dict) and
-                                   {"asserts", "test_code", "stdin_stdout"} & set(rec["tests"])):
-            raise ValueError(f"{where}: field 'tests' must be an object with asserts, test_code or stdin_stdout")
+        if kind == "code":
+            try:
+                check_tests(rec["tests"])
+            except TestsError as e:
+                raise ValueError(f"{where}: field 'tests': {e}") from None
         reqs.append(as_request(rec))
     return reqs
 

@@ -11,8 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 import psutil
 import pytest
 
+from actors.code_grader import grade_code, mbpp_tests
 from actors.sandbox import IsolationError, Sandbox, SandboxLimits
-from trainer.rewards import extract_code, grade_code, mbpp_tests
+from trainer.rewards import extract_code
 
 UIDS = [63100, 63101]
 
@@ -23,7 +24,7 @@ def sandbox() -> Sandbox:
 
 
 def _grade(sb: Sandbox, response: str, tests: dict):
-    return grade_code(response, tests, lambda src, stdin: sb.run(src, stdin))
+    return grade_code(response, tests, sb)
 
 
 def test_extract_code():
@@ -65,7 +66,7 @@ def test_program_killing_itself_is_scored_but_launcher_killed_from_outside_is_no
 
     def kill_children():  # only the sandbox's: Ray's head processes are this process's children too
         time.sleep(0.5)
-        for c in psutil.Process().children():
+        for c in psutil.Process().children(recursive=True):
             with contextlib.suppress(psutil.NoSuchProcess):
                 if c.uids().real in UIDS:
                     c.kill()

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from actors.code_grader import TestsError, check_tests
+
 
 class DataError(ValueError):
     """Malformed input; the message says `file:line: field ...`."""
@@ -61,7 +63,12 @@ def from_record(rec: Any, where: str, prefix: str) -> Problem:
         prompt = _need(rec, "prompt", str, where)
         tests = _need(rec, "tests", (list, dict), where)
         if isinstance(tests, list):
-            tests = {"asserts": tests, "imports": rec.get("test_imports") or []}
+            tests = {"asserts": tests, "imports": rec.get("test_imports") or [],
+                     **({"entry_point": rec["entry_point"]} if rec.get("entry_point") else {})}
+        try:
+            check_tests(tests)
+        except TestsError as e:
+            raise DataError(f"{where}: field 'tests': {e}") from None
         pid = rec.get("id") or stable_id(prefix, prompt)
         return Problem(id=str(pid), prompt=prompt, kind="code", tests=tests,
                        **{**common, "subdomain": rec.get("subdomain") or "code"})
@@ -112,6 +119,10 @@ def load_parquet(path: str | Path) -> list[Problem]:
         if ability == "code":
             gt = rm["ground_truth"]
             tests = json.loads(gt) if isinstance(gt, str) else gt
+            try:
+                check_tests(tests)
+            except TestsError as e:
+                raise DataError(f"{where}: field 'reward_model.ground_truth': {e}") from None
             out.append(Problem(id=str(pid), prompt=user[-1], kind="code", tests=tests, subdomain="code",
                                source=str(row.get("data_source", ""))))
         else:

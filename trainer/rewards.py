@@ -1,4 +1,4 @@
-"""Pure reward logic: answer extraction, math grading (math-verify), code test-program building and scoring.
+"""Pure reward logic: answer extraction and math grading (math-verify). Code is graded in actors/code_grader.py.
 
 No Ray here. `MathChecker` adds the hard time limit: checks run in a helper process that is killed on timeout
 (math-verify's signal-based timeout cannot work off the main thread, where Ray actor methods run).
@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -210,77 +209,3 @@ def _readline(proc: subprocess.Popen, timeout_s: float) -> str | None:
 def _kill(proc: subprocess.Popen) -> None:
     proc.kill()
     proc.wait()
-
-
-# ---------------------------------------------------------------- code
-
-@dataclass
-class Program:
-    source: str
-    stdin: str = ""
-    expected_stdout: str | None = None  # compared stripped when set
-
-
-def mbpp_tests(record: dict[str, Any]) -> dict[str, Any]:
-    """The `tests` field for an MBPP row of shared/data/code/mbpp_sanitized.jsonl."""
-    return {"asserts": record["tests"], "imports": record.get("test_imports") or []}
-
-
-def build_programs(code: str, tests: dict[str, Any]) -> list[Program]:
-    """The programs to run for one response: one for asserts / HumanEval, one per stdin case."""
-    if "asserts" in tests:
-        imports = "\n".join(tests.get("imports") or [])
-        return [Program(f"{imports}\n{code}\n\n" + "\n".join(tests["asserts"]) + "\n")]
-    if "test_code" in tests:
-        return [Program(f"{code}\n\n{tests['test_code']}\n\ncheck({tests['entry_point']})\n")]
-    if "stdin_stdout" in tests:
-        return [Program(code, c["input"], c["output"]) for c in tests["stdin_stdout"]]
-    raise ValueError(f"unknown tests format, keys {sorted(tests)}: expected asserts, test_code or stdin_stdout")
-
-
-def classify_run(program: Program, returncode: int | None, stdout: str, stderr: str, timed_out: bool,
-                 truncated: bool) -> str:
-    """Reason for one program run: "correct" or why it failed."""
-    if timed_out:
-        return "timeout"
-    if truncated:
-        return "output_limit"
-    if returncode is not None and returncode < 0:
-        # The launcher itself died from a signal we did not send (ours comes with timed_out): e.g. Ray
-        # kills a dying actor's children before the actor. The program never finished, so it is not
-        # scored: the pool retries it elsewhere. (Under bwrap a program that kills itself gives 128+sig.)
-        return "verifier_error"
-    if returncode != 0:
-        if stderr.startswith("bwrap:"):
-            return "verifier_error"  # the sandbox itself failed to start
-        tail = stderr.strip().splitlines()[-1:] or [""]
-        if tail[0].startswith("AssertionError"):
-            return "wrong_answer"
-        if tail[0].startswith(("SyntaxError", "IndentationError", "TabError")):
-            return "syntax_error"
-        if tail[0].startswith("MemoryError"):
-            return "memory_limit"
-        return "runtime_error"
-    if program.expected_stdout is not None and stdout.strip() != program.expected_stdout.strip():
-        return "wrong_answer"
-    return "correct"
-
-
-Runner = Callable[[str, str], Any]  # (source, stdin) -> object with returncode/stdout/stderr/timed_out/...
-
-
-def grade_code(response: str, tests: dict[str, Any], run: Runner) -> Result:
-    """Run every program for `response` with `run` (the sandbox); reward 1 only when all pass."""
-    t0 = time.perf_counter()
-    code = extract_code(response)
-    if not code.strip():
-        return Result("", "code", 0.0, "format_miss", time.perf_counter() - t0, code)
-    stdout = ""
-    for prog in build_programs(code, tests):
-        r = run(prog.source, prog.stdin)
-        stdout = r.stdout
-        reason = classify_run(prog, r.returncode, r.stdout, r.stderr, r.timed_out, r.output_truncated)
-        if reason != "correct":
-            return Result("", "code", 0.0, reason, time.perf_counter() - t0, code, stdout,
-                          {"stderr": r.stderr[-2000:]})
-    return Result("", "code", 1.0, "correct", time.perf_counter() - t0, code, stdout)
