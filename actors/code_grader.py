@@ -29,26 +29,26 @@ from trainer.rewards import Result, extract_code
 TEST_KINDS = ("asserts", "test_code", "functional", "stdin_stdout")
 
 
-class TestsError(ValueError):
+class InvalidTests(ValueError):
     """A problem's `tests` field is unusable (unknown format, or no test at all)."""
 
 
 def check_tests(tests: Any) -> str:
-    """The format of a `tests` field; raises TestsError for an unknown format or an empty test list (a
+    """The format of a `tests` field; raises InvalidTests for an unknown format or an empty test list (a
     problem without tests would give reward 1 to anything that runs)."""
     if not isinstance(tests, dict):
-        raise TestsError(f"tests must be an object, got {type(tests).__name__}")
+        raise InvalidTests(f"tests must be an object, got {type(tests).__name__}")
     kinds = [k for k in TEST_KINDS if k in tests]
     if len(kinds) != 1:
-        raise TestsError(f"tests must have exactly one of {list(TEST_KINDS)}, got keys {sorted(tests)}")
+        raise InvalidTests(f"tests must have exactly one of {list(TEST_KINDS)}, got keys {sorted(tests)}")
     kind, body = kinds[0], tests[kinds[0]]
     if kind == "test_code":
         if not isinstance(body, str) or "def check" not in body or not tests.get("entry_point"):
-            raise TestsError("test_code tests need a `def check(candidate)` and an entry_point")
+            raise InvalidTests("test_code tests need a `def check(candidate)` and an entry_point")
     elif not isinstance(body, list) or not body:
-        raise TestsError(f"tests.{kind} must be a non-empty list")
+        raise InvalidTests(f"tests.{kind} must be a non-empty list")
     if kind == "functional" and not tests.get("fn_name"):
-        raise TestsError("functional tests need fn_name")
+        raise InvalidTests("functional tests need fn_name")
     return kind
 
 

@@ -344,7 +344,7 @@ class _Slot:
 
     def _start(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.proc = subprocess.Popen([sys.executable, "-I", "-B", str(SPAWNER), str(theirs.fileno())],
+        self.proc = subprocess.Popen([sys.executable, "-I", "-B", str(SPAWNER), str(theirs.fileno()), str(os.getpid())],
                                      pass_fds=[theirs.fileno()], env={}, start_new_session=True)
         theirs.close()
         self.sock = ours

@@ -195,6 +195,7 @@ def serve(g: dict, req_fd: int, resp_fd: int) -> None:
         return g[t]
 
     names = [k for k in g if not k.startswith("__")]
+    sys.stdout.flush()
     out.write(dumps({"ready": True, "names": names}) + "\n")
     out.flush()
     for line in inp:
@@ -216,6 +217,11 @@ def serve(g: dict, req_fd: int, resp_fd: int) -> None:
             text = dumps(reply)
         except (ValueError, TypeError, RecursionError) as e:
             text = dumps({"raise": [type(e).__name__, str(e)[:500]]})
+        for stream in (sys.stdout, sys.stderr):  # the run is killed once the harness is done: keep its prints
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001 (the solution may have replaced or closed them)
+                pass
         out.write(text + "\n")
         out.flush()
 

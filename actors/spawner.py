@@ -9,7 +9,7 @@ Protocol on the SOCK_SEQPACKET socket whose fd is argv[1], one request at a time
      (in the child the fds become 0, 1, 2, 3, ...; the child is a new session, then drops to `uid`)
   <- {"pid": n}                    once forked
   <- {"status": waitstatus_to_exitcode}   once that child exits
-Run by the launcher with the venv python: `python -I -B spawner.py FD`. Standard library only.
+Run by the launcher with the venv python: `python -I -B spawner.py FD LAUNCHER_PID`. Standard library only.
 """
 
 import fcntl
@@ -35,6 +35,13 @@ def _child(req: dict, fds: list[int]) -> None:
 
 
 def main() -> None:
+    parent = int(sys.argv[2])
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: die with the launcher, and
+    if os.getppid() != parent:  # bwrap (--die-with-parent) and the run with it
+        return
     sock = socket.socket(fileno=int(sys.argv[1]))
     try:
         with open("/proc/self/oom_score_adj", "w") as fh:  # the OOM killer takes the run's processes, never this

@@ -23,7 +23,7 @@ from ray.util import metrics
 from actors.sandbox import Sandbox, SandboxLimits
 from ssp.config import ConfigError, cfg, load_config
 from trainer.data import iter_jsonl
-from actors.code_grader import TestsError, check_tests, grade_code
+from actors.code_grader import InvalidTests, check_tests, grade_code
 from trainer.rewards import MathChecker, Result, VerifyRequest
 
 __all__ = ["VerifierConfig", "VerifierPool", "VerifierActor", "VerifyRequest", "Result", "register_cli"]
@@ -224,7 +224,7 @@ def read_requests(path: str | Path) -> list[VerifyRequest]:
         if kind == "code":
             try:
                 check_tests(rec["tests"])
-            except TestsError as e:
+            except InvalidTests as e:
                 raise ValueError(f"{where}: field 'tests': {e}") from None
         reqs.append(as_request(rec))
     return reqs

@@ -130,3 +130,145 @@ LEADER_EXITS = ("import ctypes, threading, time\n"
 def test_leader_thread_exits_worker_thread_left_running(sb):
     r = sb.run(LEADER_EXITS)
     assert r.timed_out  # it still runs; the no_leftovers fixture checks that it is gone after the kill
+
+
+# ---------------------------------------------------------------- hard limits (issue 12)
+
+FORK_FOUR = ("import os, time\n"
+             "def f(x):\n"
+             "    pids = []\n"
+             "    for _ in range(4):\n"
+             "        pid = os.fork()\n"
+             "        if pid == 0:\n"
+             "            block = b'\\x01' * (300 << 20)  # touched, not just reserved\n"
+             "            time.sleep(2)\n"
+             "            os._exit(0)\n"
+             "        pids.append(pid)\n"
+             "    for p in pids:\n"
+             "        os.waitpid(p, 0)\n"
+             "    return 2 * x\n")
+
+
+def test_forked_children_are_limited_as_a_whole():
+    """Four children touching 300 MB each with memory_mb=512: OOM-killed, scored memory_limit, and the host
+    never holds much more than the limit."""
+    import psutil
+
+    from actors.code_grader import grade_code
+
+    box = Sandbox(SandboxLimits(timeout_s=10, memory_mb=512), uids=[UID + 1])
+    assert box.cgroups is not None, "this machine kind mounts cgroup v1: the cgroup path must be the one tested"
+    base = psutil.virtual_memory().used
+    peak, done = [base], []
+
+    def sample():
+        while not done:
+            peak[0] = max(peak[0], psutil.virtual_memory().used)
+            time.sleep(0.005)
+
+    import threading
+
+    t = threading.Thread(target=sample)
+    t.start()
+    try:
+        r = grade_code(f"```python\n{FORK_FOUR}```", {"asserts": ["assert f(1) == 2"]}, box)
+    finally:
+        done.append(1)
+        t.join()
+        box.close()
+    assert (r.reward, r.reason) == (0.0, "memory_limit"), r
+    grown_mb = (peak[0] - base) / 2**20
+    assert grown_mb < 512 + 160, f"host memory grew {grown_mb:.0f} MB during a 512 MB run"
+
+
+def test_cpu_limited_per_run(sb):
+    """Two forked spinners for 1.5 s would use ~3 CPU-seconds on two cores; one run gets cpus=1.0."""
+    code = ("import os, time, resource\nend = time.time() + 1.5\npids = []\n"
+            "for _ in range(2):\n    pid = os.fork()\n    if pid == 0:\n"
+            "        while time.time() < end:\n            pass\n        os._exit(0)\n    pids.append(pid)\n"
+            "for p in pids:\n    os.waitpid(p, 0)\n"
+            "ru = resource.getrusage(resource.RUSAGE_CHILDREN)\nprint(ru.ru_utime + ru.ru_stime)\n")
+    r = sb.run(code)
+    assert r.returncode == 0, r.stderr
+    assert float(r.stdout) < 1.5 * sb.limits.cpus + 0.3, r.stdout
+
+
+def test_dev_read_only_shm_capped_no_sysv_ipc(sb):
+    code = ("import ctypes, os\n"
+            "for p in ('/dev/evil', '/scratch/../dev/x'):\n"
+            "    try:\n        open(p, 'w'); print('wrote', p)\n    except OSError as e:\n        print('dev', e.errno)\n"
+            "open('/dev/null', 'w').write('fine')\n"
+            "try:\n    for i in range(80):  # 1 MB files (RLIMIT_FSIZE caps one file at max_output_bytes)\n"
+            "        open(f'/dev/shm/{i}', 'wb').write(b'x' * (1 << 20))\n    print('shm unbounded')\n"
+            "except OSError as e:\n    print('shm', e.errno)\n"
+            "libc = ctypes.CDLL(None, use_errno=True)\n"
+            "print('shmget', libc.shmget(0, 1 << 20, 0o1600), ctypes.get_errno())\n"
+            "print('semget', libc.semget(0, 1, 0o1600), ctypes.get_errno())\n"
+            "print('msgget', libc.msgget(0, 0o1600), ctypes.get_errno())\n")
+    r = sb.run(code)
+    out = r.stdout.split("\n")
+    assert r.returncode == 0, r.stderr
+    assert out[:2] == ["dev 30", "dev 30"]  # EROFS
+    assert out[2] == "shm 28"  # ENOSPC at the scratch_mb cap (64 MB)
+    assert out[3:6] == ["shmget -1 1", "semget -1 1", "msgget -1 1"]  # EPERM
+
+
+SYSCALLS = {"x86_64": {"io_uring_setup": 425, "userfaultfd": 323, "ptrace": 101, "bpf": 321, "perf_event_open": 298,
+                       "keyctl": 250, "unshare": 272, "mount": 165, "setns": 308, "process_vm_readv": 310},
+            "aarch64": {"io_uring_setup": 425, "userfaultfd": 282, "ptrace": 117, "bpf": 280, "perf_event_open": 241,
+                        "keyctl": 219, "unshare": 97, "mount": 40, "setns": 268, "process_vm_readv": 270}}
+
+
+def test_seccomp_denies_kernel_surface_and_non_unix_sockets(sb):
+    nums = SYSCALLS[os.uname().machine]
+    code = ("import ctypes, socket\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+            f"for name, nr in {sorted(nums.items())!r}:\n"
+            "    rc = libc.syscall(nr, 0, 0, 0, 0, 0, 0)\n"
+            "    print(name, rc, ctypes.get_errno())\n"
+            "for fam in (socket.AF_VSOCK, socket.AF_NETLINK, socket.AF_PACKET, socket.AF_INET, 38, 44):\n"
+            "    try:\n        socket.socket(fam, socket.SOCK_DGRAM); print('opened', fam)\n"
+            "    except OSError as e:\n        print('family', fam, e.errno)\n"
+            "a, b = socket.socketpair(socket.AF_UNIX)\na.send(b'ok'); print('unix', b.recv(2).decode())\n")
+    r = sb.run(code)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    for line in lines[:len(nums)]:
+        name, rc, err = line.split()
+        assert (rc, err) == ("-1", "1"), line  # EPERM from the filter, whatever the arguments
+    assert all(x.startswith("family") and x.endswith(" 97") for x in lines[len(nums):-1]), lines  # EAFNOSUPPORT
+    assert lines[-1] == "unix ok"
+
+
+def test_two_sandboxes_with_default_uids_leave_each_other_alone():
+    """Two sandboxes on one host (e.g. `ssp verify` while `ssp rl` runs) reserve different uids, and each one's
+    cleanup kills only its own runs."""
+    import threading
+
+    a, b = Sandbox(SandboxLimits(timeout_s=10), slots=2), Sandbox(SandboxLimits(timeout_s=10), slots=2)
+    try:
+        assert not set(a.uids) & set(b.uids) and all(u >= 62000 for u in a.uids + b.uids)
+        slow = []
+        t = threading.Thread(target=lambda: slow.append(a.run("import time; time.sleep(2); print('survived')")))
+        t.start()
+        for _ in range(20):  # b's runs start, finish and are cleaned up while a's program sleeps
+            assert b.run("import os; os.fork(); print('b')").returncode == 0
+        t.join()
+        assert slow[0].stdout.strip() == "survived" and slow[0].returncode == 0
+    finally:
+        a.close()
+        b.close()
+
+
+def test_uids_are_validated_and_reserved():
+    import pwd
+
+    from actors.sandbox import UidLease
+
+    for bad in (0, pwd.getpwnam("nobody").pw_uid, 999):
+        with pytest.raises(ValueError, match=f"uid {bad}"):
+            UidLease(uids=[bad])
+    first = UidLease(uids=[UID + 2])
+    with pytest.raises(ValueError, match="in use by another sandbox"):
+        UidLease(uids=[UID + 2])
+    first.release()
+    UidLease(uids=[UID + 2]).release()  # free again once released

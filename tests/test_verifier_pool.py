@@ -44,7 +44,7 @@ def test_mixed_batch_keeps_order(pool):
     batch = _items(12) + [
         {"id": "wrong", "kind": "math", "response": "\\boxed{3}", "gold": "4"},
         {"id": "miss", "kind": "math", "response": "no box", "gold": "4"},
-        {"id": "loop", "kind": "code", "response": "while True: pass", "tests": {"asserts": []}},
+        {"id": "loop", "kind": "code", "response": "while True: pass", "tests": {"asserts": ["assert True"]}},
     ]
     results = pool.verify(batch)
     assert [r.id for r in results] == [b["id"] for b in batch]
@@ -52,6 +52,25 @@ def test_mixed_batch_keeps_order(pool):
     assert [r.reason for r in results[12:]] == ["wrong_answer", "format_miss", "timeout"]
     assert results[0].stdout == "" and results[1].answer == "1"
     assert pool.stats["timeouts"] >= 1
+
+
+def test_two_pools_with_default_settings_do_not_kill_each_others_programs(ray_cluster):
+    """`ssp verify` while `ssp rl` runs: two pools, default uid_base, at once; every slow program survives."""
+    a, b = VerifierPool(VerifierConfig()), VerifierPool(VerifierConfig())
+    try:
+        out: dict[str, list] = {}
+        batch = [{**x, "response": SLOW.format(s=1.0)} for x in _items(8) if x["kind"] == "code"]
+        threads = [threading.Thread(target=lambda k=k, p=p: out.__setitem__(k, p.verify(batch)))
+                   for k, p in (("a", a), ("b", b))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert [r.reason for r in out["a"] + out["b"]] == ["correct"] * 8
+        assert a.stats["errors"] == b.stats["errors"] == 0
+    finally:
+        a.shutdown()
+        b.shutdown()
 
 
 def test_killed_actor_mid_batch_loses_nothing(ray_cluster):

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from actors.code_grader import TestsError, check_tests
+from actors.code_grader import InvalidTests, check_tests
 
 
 class DataError(ValueError):
@@ -67,7 +67,7 @@ def from_record(rec: Any, where: str, prefix: str) -> Problem:
                      **({"entry_point": rec["entry_point"]} if rec.get("entry_point") else {})}
         try:
             check_tests(tests)
-        except TestsError as e:
+        except InvalidTests as e:
             raise DataError(f"{where}: field 'tests': {e}") from None
         pid = rec.get("id") or stable_id(prefix, prompt)
         return Problem(id=str(pid), prompt=prompt, kind="code", tests=tests,
@@ -121,7 +121,7 @@ def load_parquet(path: str | Path) -> list[Problem]:
             tests = json.loads(gt) if isinstance(gt, str) else gt
             try:
                 check_tests(tests)
-            except TestsError as e:
+            except InvalidTests as e:
                 raise DataError(f"{where}: field 'reward_model.ground_truth': {e}") from None
             out.append(Problem(id=str(pid), prompt=user[-1], kind="code", tests=tests, subdomain="code",
                                source=str(row.get("data_source", ""))))
