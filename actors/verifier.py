@@ -20,10 +20,10 @@ from typing import Any
 import ray
 from ray.util import metrics
 
+from actors.code_grader import InvalidTests, check_tests, grade_code
 from actors.sandbox import Sandbox, SandboxLimits
 from ssp.config import ConfigError, cfg, load_config
 from trainer.data import iter_jsonl
-from actors.code_grader import InvalidTests, check_tests, grade_code
 from trainer.rewards import MathChecker, Result, VerifyRequest
 
 __all__ = ["VerifierConfig", "VerifierPool", "VerifierActor", "VerifyRequest", "Result", "register_cli"]
