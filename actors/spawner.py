@@ -9,12 +9,15 @@ Protocol on the SOCK_SEQPACKET socket whose fd is argv[1], one request at a time
      (in the child the fds become 0, 1, 2, 3, ...; the child is a new session, then drops to `uid`)
   <- {"pid": n}                    once forked
   <- {"status": waitstatus_to_exitcode}   once that child exits
-Run by the launcher with the venv python: `python -I -B spawner.py FD LAUNCHER_PID`. Standard library only.
+Run by the launcher with the venv python: `python -I -B spawner.py FD LAUNCHER_PID`; it ends when the
+launcher closes the socket or dies. Standard library only.
 """
 
 import fcntl
 import json
 import os
+import select
+import signal
 import socket
 import sys
 
@@ -34,14 +37,20 @@ def _child(req: dict, fds: list[int]) -> None:
     os.execve(req["argv"][0], req["argv"], req["env"])
 
 
+def _wait(pid: int, parent: int) -> int:
+    """Wait for the run; if the launcher dies meanwhile, kill the run's session and go. (Not
+    PR_SET_PDEATHSIG: that fires when the launcher *thread* that started us exits.)"""
+    fd = os.pidfd_open(pid)
+    while not select.select([fd], [], [], 0.5)[0]:
+        if os.getppid() != parent:
+            os.killpg(pid, signal.SIGKILL)
+            os._exit(0)
+    os.close(fd)
+    return os.waitpid(pid, 0)[1]
+
+
 def main() -> None:
     parent = int(sys.argv[2])
-    import ctypes
-    import signal
-
-    ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: die with the launcher, and
-    if os.getppid() != parent:  # bwrap (--die-with-parent) and the run with it
-        return
     sock = socket.socket(fileno=int(sys.argv[1]))
     try:
         with open("/proc/self/oom_score_adj", "w") as fh:  # the OOM killer takes the run's processes, never this
@@ -62,7 +71,7 @@ def main() -> None:
         for fd in fds:
             os.close(fd)
         sock.send(json.dumps({"pid": pid}).encode())
-        _, status = os.waitpid(pid, 0)
+        status = _wait(pid, parent)
         sock.send(json.dumps({"status": os.waitstatus_to_exitcode(status)}).encode())
 
 

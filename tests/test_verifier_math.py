@@ -19,7 +19,37 @@ def test_extraction():
     assert last_boxed(r"\boxed{unclosed") is None
     assert extract_math_answer(r"<think>\boxed{1}</think> so \boxed{2}") == "2"
     assert extract_math_answer(r"<think>\boxed{1}</think> no answer") is None
-    assert grade_math("the answer is 5", "5") == (0.0, "format_miss", None)
+    assert grade_math("nothing to see", "5") == (0.0, "format_miss", None)
+    assert grade_math("the answer is 5", "5")[:2] == (1.0, "correct")  # math-verify's defaults read it unboxed
+
+
+# (response, gold, expected reward): the classes of issue 12, each with near misses that must stay 0.
+CLASSES = [
+    # several boxes make one answer
+    (r"So \boxed{(2, 2)} and \boxed{(6, 2)}.", "(2, 2), (6, 2)", 1), (r"\boxed{(2, 2)}", "(2, 2), (6, 2)", 0),
+    (r"\boxed{(2, 2)} and \boxed{(6, 3)}", "(2, 2), (6, 2)", 0),
+    (r"\boxed{1}, \boxed{2}, \boxed{3}", r"\{1,2,3\}", 1), (r"\boxed{1}, \boxed{2}", r"\{1,2,3\}", 0),
+    (r"\boxed{1}, \boxed{2}, \boxed{4}", r"\{1,2,3\}", 0),
+    (r"first \boxed{3}, finally \boxed{5}", "5", 1), (r"first \boxed{5}, finally \boxed{3}", "5", 0),
+    # a list of acceptable golds
+    (r"\boxed{1/2}", ["0.5", "1/2"], 1), (r"\boxed{0.5}", ["0.5", "1/2"], 1), (r"\boxed{0.6}", ["0.5", "1/2"], 0),
+    (r"\boxed{x}", ["a", "b"], 0),
+    # thousands separators, decimal comma
+    (r"\boxed{1 000}", "1000", 1), (r"\boxed{1\,000}", "1000", 1), (r"\boxed{10,455}", "10455", 1),
+    (r"\boxed{1 000 000}", "1000000", 1), (r"\boxed{1000,99}", "1000.99", 1), (r"\boxed{3,5}", "3.5", 1),
+    (r"\boxed{1 001}", "1000", 0), (r"\boxed{10,456}", "10455", 0), (r"\boxed{1000,98}", "1000.99", 0),
+    (r"\boxed{10,455}", "10.455", 0), (r"\boxed{(1, 2)}", "1.2", 0), (r"\boxed{1 000}", "1", 0),
+    # a multiple-choice letter followed by its text
+    (r"\boxed{C. x = 42}", "C", 1), ("C. x = 42", "C", 1), (r"\boxed{(C) 42}", "(C)", 1), (r"\boxed{C}", "C", 1),
+    (r"\boxed{D. x = 42}", "C", 0), ("Clearly x = 42", "C", 0), (r"\boxed{B}", "C", 0),
+]
+
+
+def test_issue12_classes_and_near_misses(checkers):
+    results = _check_all(checkers, [(r, g) for r, g, _ in CLASSES])
+    wrong = [(r, g, want, res.reason) for (r, g, want), res in zip(CLASSES, results) if res.reward != want]
+    assert not wrong, wrong
+    assert all(not res.reason.startswith("verifier_error") for res in results)
 
 
 PAIRS = [  # (response answer, gold, equivalent)

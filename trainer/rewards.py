@@ -93,33 +93,82 @@ def gold_latex(gold: str) -> str:
     return g if ("\\boxed" in g or g.startswith("$")) else f"${g}$"
 
 
-def grade_math(response: str, gold: str) -> tuple[float, str, str | None]:
-    """(reward, reason, extracted answer). No time limit: call through MathChecker for one."""
+_THOUSANDS = re.compile(r"^-?\d{1,3}(?:(?:\s|\\[,;: ]|\{,\}|~|,)\d{3})+(?:\.\d+)?$")
+_DECIMAL_COMMA = re.compile(r"^(-?\d+),(\d{1,2}|\d{4,})$")  # 3 digits after the comma read as thousands
+_LETTER = re.compile(r"^\s*(?:\\text\{)?\s*\(?([A-J])\)?(?:[.:)\s}]|$)")
+
+
+def _number_forms(answer: str) -> list[str]:
+    """`1 000`, `1\\,000`, `10,455` -> `1000`/`10455`; `1000,99` -> `1000.99`. Only for a whole-number answer."""
+    a = answer.strip().strip("$").strip()
+    if _THOUSANDS.match(a):
+        return [re.sub(r"\s|\\[,;: ]|\{,\}|~|,", "", a)]
+    m = _DECIMAL_COMMA.match(a)
+    return [f"{m.group(1)}.{m.group(2)}"] if m else []
+
+
+def _answers(text: str) -> list[str]:
+    """Candidate final answers as text: the last box, else the last line."""
+    box = last_boxed(text)
+    if box is not None:
+        return [box]
+    lines = [x for x in text.strip().splitlines() if x.strip()]
+    return [lines[-1]] if lines else []
+
+
+def grade_math(response: str, gold: str | list[str]) -> tuple[float, str, str | None]:
+    """(reward, reason, extracted answer). No time limit: call through MathChecker for one.
+
+    Correct when any acceptable gold (a list of them is allowed) matches, by math-verify, any of: the last
+    `\\boxed{}` after the thinking; math-verify's own default extraction of the whole answer (which also
+    reads several boxes as one set, and answers without a box); the number with its thousands separators or
+    decimal comma normalised; for a multiple-choice gold letter, the letter that leads the answer.
+    """
     from math_verify import parse, verify
 
+    golds = [str(g) for g in (gold if isinstance(gold, list) else [gold])]
+    text = strip_think(response)
     answer = extract_math_answer(response)
-    if answer is None:
+    preds = []
+    if answer is not None:
+        preds.append(parse(f"\\boxed{{{answer}}}", parsing_timeout=None))
+    preds.append(parse(text, parsing_timeout=None))
+    shown = answer if answer is not None else (preds[-1][1] if preds[-1] else None)
+    for a in _answers(text):
+        preds += [parse(f"${n}$", parsing_timeout=None) for n in _number_forms(a)]
+    preds = [p for p in preds if p]
+    parsed_any_gold = False
+    for g in golds:
+        letter = re.fullmatch(r"\s*\(?([A-J])\)?\.?\s*", g)
+        if letter and any((m := _LETTER.match(a)) and m.group(1) == letter.group(1) for a in _answers(text)):
+            return 1.0, "correct", shown
+        gp = parse(gold_latex(g), parsing_timeout=None) or parse(g, parsing_timeout=None)
+        parsed_any_gold = parsed_any_gold or bool(gp)
+        if gp and any(verify(gp, p, timeout_seconds=None) for p in preds):
+            return 1.0, "correct", shown
+    if not preds:
         return 0.0, "format_miss", None
-    g = parse(gold_latex(gold), parsing_timeout=None)
-    if not g:
-        return 0.0, "gold_unparsable", answer
-    a = parse(f"\\boxed{{{answer}}}", parsing_timeout=None)
-    if not a:
-        return 0.0, "wrong_answer", answer
-    ok = verify(g, a, timeout_seconds=None)
-    return (1.0, "correct", answer) if ok else (0.0, "wrong_answer", answer)
+    if not parsed_any_gold:
+        return 0.0, "gold_unparsable", shown
+    return 0.0, "wrong_answer", shown
 
 
 def _serve(memory_mb: int, parent: int) -> None:
     """Helper-process loop: JSON lines in on stdin, results out on the original stdout."""
-    import ctypes
     import logging
-    import signal
     import warnings
 
-    ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: die with the actor
+    # Die with the actor. Not PR_SET_PDEATHSIG: that fires when the *thread* that started us exits (a
+    # short-lived worker thread killed its helpers between checks); stdin's EOF ends the loop below, and this
+    # watchdog covers a check that hangs meanwhile.
+    def watchdog() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
     if os.getppid() != parent:
         return
+    threading.Thread(target=watchdog, daemon=True).start()
 
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
