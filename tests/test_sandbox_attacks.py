@@ -175,10 +175,14 @@ def test_forked_children_are_limited_as_a_whole():
     finally:
         done.append(1)
         t.join()
-        box.close()
     assert (r.reward, r.reason) == (0.0, "memory_limit"), r
+    cg_peak_mb = box._all[0].cg.peak_bytes() / 2**20  # the run (and its slot's idle spawner) as a whole
+    assert cg_peak_mb <= 512 + 16, cg_peak_mb
+    # Unlimited, the host would hold 4 x 300 MB. Coarse: this kernel parks freed pages on per-cpu lists
+    # for a while, outside MemFree, so the host-wide figure runs ~150 MB above what the run ever held.
     grown_mb = (peak[0] - base) / 2**20
-    assert grown_mb < 512 + 160, f"host memory grew {grown_mb:.0f} MB during a 512 MB run"
+    assert grown_mb < 512 + 256, f"host memory grew {grown_mb:.0f} MB during a 512 MB run"
+    box.close()
 
 
 def test_cpu_limited_per_run(sb):
