@@ -31,22 +31,22 @@ __all__ = ["VerifierConfig", "VerifierPool", "VerifierActor", "VerifyRequest", "
 
 @dataclass
 class VerifierConfig:
-    num_workers: int = cfg(2, "number of verifier actors")
-    max_concurrency: int = cfg(2, "checks run at once per actor (threads; one math helper / sandbox slot each)")
-    num_cpus: float = cfg(1.0, "Ray CPUs reserved per verifier actor")
-    max_restarts: int = cfg(3, "times Ray restarts a crashed verifier actor")
-    math_timeout_s: float = cfg(5.0, "hard time limit per math check (helper process killed after it)")
-    math_memory_mb: int = cfg(4096, "address-space limit of each math helper process")
-    code_timeout_s: float = cfg(5.0, "wall time limit per code execution (CPU limit is the same, rounded up)")
+    num_workers: int = cfg(2, "number of verifier actors", ge=1)
+    max_concurrency: int = cfg(2, "checks run at once per actor (threads; one math helper / sandbox slot each)", ge=1)
+    num_cpus: float = cfg(1.0, "Ray CPUs reserved per verifier actor", ge=0)
+    max_restarts: int = cfg(3, "times Ray restarts a crashed verifier actor", ge=-1)
+    math_timeout_s: float = cfg(5.0, "hard time limit per math check (helper process killed after it)", gt=0)
+    math_memory_mb: int = cfg(4096, "address-space limit of each math helper process", ge=256)
+    code_timeout_s: float = cfg(5.0, "wall time limit per code execution (CPU limit is the same, rounded up)", gt=0)
     memory_mb: int = cfg(512, "memory of one sandboxed run as a whole (cgroup: all its processes and tmpfs "
-                              "pages; also each process's address-space limit)")
-    cpus: float = cfg(1.0, "CPU cores one sandboxed run may use in all (cgroup cpu quota)")
-    max_output_bytes: int = cfg(1 << 20, "stdout cap (and max file size) for sandboxed code")
-    nproc: int = cfg(32, "process limit of one sandboxed run (cgroup pids.max and RLIMIT_NPROC of its uid)")
-    nofile: int = cfg(64, "open-file limit of sandboxed code")
-    scratch_mb: int = cfg(64, "size of each of the sandbox's tmpfs mounts (/scratch and /dev/shm)")
+                              "pages; also each process's address-space limit)", ge=64)
+    cpus: float = cfg(1.0, "CPU cores one sandboxed run may use in all (cgroup cpu quota)", gt=0)
+    max_output_bytes: int = cfg(1 << 20, "stdout cap (and max file size) for sandboxed code", ge=1024)
+    nproc: int = cfg(32, "process limit of one sandboxed run (cgroup pids.max and RLIMIT_NPROC of its uid)", ge=1)
+    nofile: int = cfg(64, "open-file limit of sandboxed code", ge=16)
+    scratch_mb: int = cfg(64, "size of each of the sandbox's tmpfs mounts (/scratch and /dev/shm)", ge=1)
     uid_base: int = cfg(62000, "sandbox uids are reserved host-wide from here up (one per slot, when root; "
-                               "uids of accounts and of /etc/subuid ranges are skipped)")
+                               "uids of accounts and of /etc/subuid ranges are skipped)", ge=1000)
     allow_weak_isolation: bool = cfg(False, "run even if bwrap/user namespaces/seccomp are missing")
 
 
@@ -211,6 +211,7 @@ class VerifierPool:
 def read_requests(path: str | Path) -> list[VerifyRequest]:
     """Parse a JSONL file of requests; errors name the file, line number and field."""
     reqs = []
+    seen: dict[str, str] = {}
     for where, rec in iter_jsonl(path):
         need = {"math": ("id", "response", "gold"), "code": ("id", "response", "tests")}
         kind = rec.get("kind")
@@ -221,6 +222,14 @@ def read_requests(path: str | Path) -> list[VerifyRequest]:
                 raise ValueError(f"{where}: missing field '{f}'")
         if not isinstance(rec["response"], str):
             raise ValueError(f"{where}: field 'response' must be a string")
+        if not isinstance(rec["id"], str | int) or isinstance(rec["id"], bool):
+            raise ValueError(f"{where}: field 'id' must be a string or an integer")
+        if str(rec["id"]) in seen:
+            raise ValueError(f"{where}: duplicate id {str(rec['id'])!r} (first at {seen[str(rec['id'])]})")
+        seen[str(rec["id"])] = where
+        if kind == "math" and not (isinstance(rec["gold"], str | int | float) or (
+                isinstance(rec["gold"], list) and rec["gold"] and all(isinstance(g, str | int | float) for g in rec["gold"]))):
+            raise ValueError(f"{where}: field 'gold' must be a string, a number or a non-empty list of them")
         if kind == "code":
             try:
                 check_tests(rec["tests"])
@@ -231,8 +240,11 @@ def read_requests(path: str | Path) -> list[VerifyRequest]:
 
 
 def run_verify(args: argparse.Namespace) -> int:
+    from ssp.cli import check_output
+
     try:
         config = load_config(VerifierConfig, args.config, args.overrides)
+        check_output(args.output, [args.input])
         reqs = read_requests(args.input)
     except (ConfigError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

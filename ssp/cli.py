@@ -4,11 +4,40 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 from ssp.config import ConfigError, describe, load_config, to_dict
 from trainer.data import DataError
+
+
+def check_output(out: str | None, inputs: list[str]) -> None:
+    """Refuse, before any work starts, an output that is an input or cannot be written."""
+    if not out:
+        return
+    o = Path(out)
+    for i in inputs:
+        if o.resolve() == Path(i).resolve() or (o.exists() and Path(i).exists() and o.samefile(i)):
+            raise DataError(f"{out}: the output would overwrite the input {i}")
+    if o.is_dir():
+        raise DataError(f"{out}: is a directory, expected a file path")
+    parent = o.resolve().parent
+    if not parent.is_dir():
+        raise DataError(f"{out}: its folder {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (o.exists() and not os.access(o, os.W_OK)):
+        raise DataError(f"{out}: not writable")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
@@ -61,8 +90,14 @@ def cmd_decontaminate(args: argparse.Namespace) -> int:
     from trainer.decontam import decontaminate
     from trainer.toy_tasks import write_jsonl
 
+    check_output(args.out, args.train + args.eval)
     train = [p for f in args.train for p in load_problems(f)]
     evals = [p for f in args.eval for p in load_problems(f)]
+    seen: dict[str, str] = {}
+    for f in args.train:  # kept items are written by id: two train files must not share one
+        for p in load_problems(f):
+            if seen.setdefault(p.id, f) != f:
+                raise DataError(f"{f}: duplicate problem id '{p.id}' (also in {seen[p.id]})")
     report = decontaminate(train, evals, n=args.n)
     print(f"train={len(train)} eval={len(evals)} kept={len(report.kept)} dropped={len(report.dropped)}")
     for p, eid, gram in report.dropped[: args.show]:
@@ -116,13 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train", nargs="+", required=True, help="train files (.jsonl/.parquet)")
     p.add_argument("--eval", nargs="+", required=True, help="eval files")
     p.add_argument("--out", help="write kept train items here (JSONL)")
-    p.add_argument("--n", type=int, default=10, help="n-gram length")
+    p.add_argument("--n", type=positive_int, default=10, help="n-gram length (>= 1)")
     p.add_argument("--show", type=int, default=10, help="dropped items to list")
     p.set_defaults(func=cmd_decontaminate)
 
     p = sub.add_parser("generate", help="sample answers to toy problems from model.path with vLLM")
     add_config_args(p)
-    p.add_argument("--n", type=int, default=8, help="problems to answer")
+    p.add_argument("--n", type=positive_int, default=8, help="problems to answer")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("rl", help="the Signal stage: MGPO on Ray (scheduler, vLLM rollouts, verifiers, DeepSpeed)")
@@ -142,8 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, DataError, FileExistsError, FileNotFoundError) as e:
-        print(f"ssp {args.command}: {e}", file=sys.stderr)
+    except (ConfigError, DataError, FileExistsError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        print(f"ssp {args.command}: {e}", file=sys.stderr)  # bad input: a message, never a traceback
         return 2
 
 

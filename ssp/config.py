@@ -8,6 +8,7 @@ naming the full key (`rl.lr`) on any error.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -22,14 +23,40 @@ class ConfigError(ValueError):
     """A config key is unknown or has the wrong type. The message names the full key."""
 
 
-def cfg(default: Any = dataclasses.MISSING, help: str = "", **kw: Any) -> Any:  # noqa: A002
-    """A dataclass field with help text. Mutable defaults are wrapped in a factory."""
+def cfg(default: Any = dataclasses.MISSING, help: str = "", *, ge: float | None = None,  # noqa: A002
+        gt: float | None = None, le: float | None = None, lt: float | None = None, **kw: Any) -> Any:
+    """A dataclass field with help text and an optional range (checked at load; a bounded float must also be
+    finite). Mutable defaults are wrapped in a factory."""
     if isinstance(default, list | dict) or dataclasses.is_dataclass(default):
         value = default
         kw["default_factory"] = lambda: _copy(value)
     elif default is not dataclasses.MISSING:
         kw["default"] = default
-    return dataclasses.field(metadata={"help": help}, **kw)
+    bounds = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None}
+    return dataclasses.field(metadata={"help": help, "range": bounds}, **kw)
+
+
+_OPS = {"ge": (">=", lambda a, b: a >= b), "gt": (">", lambda a, b: a > b),
+        "le": ("<=", lambda a, b: a <= b), "lt": ("<", lambda a, b: a < b)}
+
+
+def show(value: Any, limit: int = 80) -> str:
+    """repr() cut to `limit` characters, for error messages."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
+
+
+def check_range(key: str, value: Any, bounds: dict[str, float]) -> None:
+    """Raise ConfigError naming `key` when `value` is outside `bounds` (or a bounded float is not finite)."""
+    if not bounds or not isinstance(value, int | float) or isinstance(value, bool):
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"config key '{key}': must be a finite number, got {value!r}")
+    for op, bound in bounds.items():
+        sym, ok = _OPS[op]
+        if not ok(value, bound):
+            rule = " and ".join(f"{_OPS[o][0]} {b}" for o, b in bounds.items())
+            raise ConfigError(f"config key '{key}': must be {rule}, got {value!r}")
 
 
 def _copy(v: Any) -> Any:
@@ -55,25 +82,25 @@ def _check(typ: Any, value: Any, key: str) -> Any:
                 return _check(a, value, key)
             except ConfigError as e:
                 errors.append(str(e))
-        raise ConfigError(f"config key '{key}': expected {_tname(typ)}, got {value!r}")
+        raise ConfigError(f"config key '{key}': expected {_tname(typ)}, got {show(value)}")
     if typing.get_origin(typ) is typing.Literal:
         if value not in args:
-            raise ConfigError(f"config key '{key}': must be one of {list(args)}, got {value!r}")
+            raise ConfigError(f"config key '{key}': must be one of {list(args)}, got {show(value)}")
         return value
     if dataclasses.is_dataclass(typ):
         if isinstance(value, typ):
             return value
         if not isinstance(value, dict):
-            raise ConfigError(f"config key '{key}': expected a mapping for {typ.__name__}, got {value!r}")
+            raise ConfigError(f"config key '{key}': expected a mapping for {typ.__name__}, got {show(value)}")
         return _build(typ, value, key)
     if origin is list:
         if not isinstance(value, list):
-            raise ConfigError(f"config key '{key}': expected a list, got {value!r}")
+            raise ConfigError(f"config key '{key}': expected a list, got {show(value)}")
         (inner,) = args or (Any,)
         return [_check(inner, v, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"config key '{key}': expected a mapping, got {value!r}")
+            raise ConfigError(f"config key '{key}': expected a mapping, got {show(value)}")
         kt, vt = args or (Any, Any)
         return {_check(kt, k, key): _check(vt, v, f"{key}.{k}") for k, v in value.items()}
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
@@ -82,13 +109,13 @@ def _check(typ: Any, value: Any, key: str) -> Any:
         try:
             return float(value)
         except ValueError:
-            raise ConfigError(f"config key '{key}': expected float, got {value!r}") from None
+            raise ConfigError(f"config key '{key}': expected float, got {show(value)}") from None
     if typ is bool and not isinstance(value, bool):
-        raise ConfigError(f"config key '{key}': expected bool, got {value!r}")
+        raise ConfigError(f"config key '{key}': expected bool, got {show(value)}")
     if typ is int and isinstance(value, bool):
-        raise ConfigError(f"config key '{key}': expected int, got {value!r}")
+        raise ConfigError(f"config key '{key}': expected int, got {show(value)}")
     if isinstance(typ, type) and not isinstance(value, typ):
-        raise ConfigError(f"config key '{key}': expected {typ.__name__}, got {type(value).__name__} {value!r}")
+        raise ConfigError(f"config key '{key}': expected {typ.__name__}, got {type(value).__name__} {show(value)}")
     return value
 
 
@@ -102,12 +129,13 @@ def _build(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
     for k in data:
         if k not in names:
             full = f"{prefix}.{k}" if prefix else k
-            raise ConfigError(f"unknown config key '{full}' (known under '{prefix or '<root>'}': {sorted(names)})")
+            raise ConfigError(f"unknown config key {show(full)} (known under '{prefix or '<root>'}': {sorted(names)})")
     kwargs = {}
     for f in dataclasses.fields(cls):
         if f.name in data:
             full = f"{prefix}.{f.name}" if prefix else f.name
             kwargs[f.name] = _check(hints[f.name], data[f.name], full)
+            check_range(full, kwargs[f.name], f.metadata.get("range") or {})
     return cls(**kwargs)
 
 
@@ -125,21 +153,47 @@ def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """safe_load without anchors/aliases: a few hundred bytes of nested aliases expand to gigabytes."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise ConfigError(f"line {mark.line + 1}: YAML aliases/anchors are not allowed in config files")
+        return super().compose_node(parent, index)
+
+
+def yaml_load(text: str, where: str) -> Any:
+    """Parse YAML (no aliases); errors are ConfigErrors naming `where` and the line."""
+    try:
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader subclass)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{where}:{line} not valid YAML: {getattr(e, 'problem', None) or e}") from None
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
-        raise ConfigError(f"config override '{text}' must look like key.sub=value")
+        raise ConfigError(f"config override {show(text)} must look like key.sub=value")
     key, raw = text.split("=", 1)
-    return key.strip(), yaml.safe_load(raw) if raw != "" else ""
+    return key.strip(), yaml_load(raw, f"config override {show(text)}") if raw != "" else ""
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
     """Build `cls` from defaults, then the YAML file at `path`, then `key.sub=value` overrides."""
     tree: dict[str, Any] = {}
     if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"{path}: not a file" if p.exists() else f"{path}: no such config file")
         try:
-            loaded = yaml.safe_load(Path(path).read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+            text = p.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: cannot read: {e}") from None
+        loaded = yaml_load(text, str(path)) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: top level must be a mapping")
         tree = loaded

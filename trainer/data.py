@@ -80,14 +80,27 @@ def from_record(rec: Any, where: str, prefix: str) -> Problem:
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """(`file:line`, object) for every non-blank line; bad JSON or a non-object raises DataError naming both."""
-    with Path(path).open() as f:
-        for n, line in enumerate(f, 1):
+    p = Path(path)
+    if p.is_dir():
+        raise DataError(f"{path}: is a directory, expected a JSONL file")
+    if not p.exists():
+        raise DataError(f"{path}: no such file")
+    with p.open("rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(f"{path}:{n}: not UTF-8 text (binary input? byte {e.start + 1} of the line)") from None
             if not line.strip():
                 continue
+            if "\x00" in line:
+                raise DataError(f"{path}:{n}: contains NUL bytes (binary input?)")
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as e:
                 raise DataError(f"{path}:{n}: not valid JSON ({e.msg} at column {e.colno})") from None
+            except RecursionError:
+                raise DataError(f"{path}:{n}: JSON nested too deeply") from None
             if not isinstance(rec, dict):
                 raise DataError(f"{path}:{n}: expected a JSON object, got {type(rec).__name__}")
             yield f"{path}:{n}", rec

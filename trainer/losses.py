@@ -25,21 +25,21 @@ from ssp.config import cfg
 class LossConfig:
     advantage: str = cfg("grpo", "advantage estimator: grpo ((r-mean)/(std+eps), population std) | "
                                  "drgrpo (r-mean, no std)")
-    eps: float = cfg(1e-6, "epsilon in the GRPO std normalisation")
-    mgpo_lambda: float = cfg(1.0, "MGPO entropy-deviation weight lambda: w = exp(-lambda*D_ME); 0 = GRPO")
-    clip_low: float = cfg(0.2, "PPO clip epsilon below 1 (ratio >= 1-clip_low)")
+    eps: float = cfg(1e-6, "epsilon in the GRPO std normalisation", gt=0)
+    mgpo_lambda: float = cfg(1.0, "MGPO entropy-deviation weight lambda: w = exp(-lambda*D_ME); 0 = GRPO", ge=0)
+    clip_low: float = cfg(0.2, "PPO clip epsilon below 1 (ratio >= 1-clip_low)", ge=0, lt=1)
     clip_high: float = cfg(0.28, "PPO clip epsilon above 1 (clip-higher, DAPO's 0.28; set 0.2 for "
-                                 "symmetric PPO)")
+                                 "symmetric PPO)", ge=0)
     aggregation: str = cfg("seq-mean-token-mean", "seq-mean-token-mean (paper) | token-mean (DAPO) | "
                                                   "seq-mean-token-sum-norm (Dr. GRPO)")
     norm_length: int = cfg(4096, "constant length dividing each response's token sum in "
-                                 "seq-mean-token-sum-norm (the max response length)")
-    kl_coef: float = cfg(0.0, "KL-to-reference coefficient; 0 = no reference model is loaded")
+                                 "seq-mean-token-sum-norm (the max response length)", ge=1)
+    kl_coef: float = cfg(0.0, "KL-to-reference coefficient; 0 = no reference model is loaded", ge=0)
     kl_estimator: str = cfg("k3", "KL estimator: k1 | k2 | k3 (Schulman)")
-    entropy_coef: float = cfg(0.0, "entropy bonus coefficient (loss -= coef * entropy)")
+    entropy_coef: float = cfg(0.0, "entropy bonus coefficient (loss -= coef * entropy)", ge=0)
     tis_cap: float | None = cfg(None, "truncated importance sampling cap C on pi_old_learner/pi_rollout; "
                                       "None = off")
-    long2short_lambda: float = cfg(0.0, "Long2Short length bonus for correct responses (report: 0.2); 0 = off")
+    long2short_lambda: float = cfg(0.0, "Long2Short length bonus for correct responses (report: 0.2); 0 = off", ge=0)
 
 
 # ---- rewards -> advantages ---------------------------------------------------------------------------

@@ -26,7 +26,7 @@ class VerifyRequest:
     id: str
     kind: str  # "math" | "code"
     response: str
-    gold: str | None = None
+    gold: str | list[str] | None = None  # a list: any of these answers is accepted
     tests: dict[str, Any] | None = None
 
 

@@ -19,10 +19,10 @@ from trainer.data import Problem, build_prompt
 
 @dataclass
 class SFTConfig:
-    steps: int = cfg(150, "optimizer steps of the warm-up (0 = skip)")
-    batch_size: int = cfg(32, "sequences per step")
-    lr: float = cfg(2e-3, "AdamW learning rate")
-    weight_decay: float = cfg(0.0, "AdamW weight decay")
+    steps: int = cfg(150, "optimizer steps of the warm-up (0 = skip)", ge=0)
+    batch_size: int = cfg(32, "sequences per step", ge=1)
+    lr: float = cfg(2e-3, "AdamW learning rate", gt=0)
+    weight_decay: float = cfg(0.0, "AdamW weight decay", ge=0)
     seed: int = cfg(0, "shuffle/init seed")
 
 

@@ -29,7 +29,7 @@ SOURCE = "ssp-rl toy tasks (generated)"
 class ToyTaskConfig:
     subdomains: list[str] = cfg(list(SUBDOMAINS), "subdomains to generate: add, sub, mul, mod, code")
     levels: list[int] = cfg([1, 2], "difficulty levels (digit count of the operands)")
-    per_cell: int = cfg(200, "problems per (subdomain, level) cell")
+    per_cell: int = cfg(200, "problems per (subdomain, level) cell", ge=1)
     seed: int = cfg(0, "random seed; the same seed gives the same problems and ids")
 
 
