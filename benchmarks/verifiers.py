@@ -1,6 +1,10 @@
-"""Verifier throughput on this host: math checks/s, sandboxed code executions/s, sandbox overhead.
+"""Verifier throughput on this host: math checks/s, code checks/s, sandbox overhead and the harness's cost.
 
-Run: PYTHONPATH=. .venv/bin/python benchmarks/verifiers.py   (last line: one JSON object)
+The sandbox overhead is a sandboxed `pass` program minus a bare `python3 -c pass`, measured interleaved
+(one of each, in turn) so load drifts hit both alike. The harness split costs a serving run (solution
+loaded, one call answered over the channel) minus a sandboxed script run.
+
+Run: PYTHONPATH=. .venv/bin/python benchmarks/verifiers.py [--baseline OTHER_CHECKOUT]   (last line: JSON)
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from actors.code_grader import grade_code, mbpp_tests  # noqa: E402
 from actors.sandbox import SYSTEM_PYTHON, Sandbox, SandboxLimits  # noqa: E402
-from trainer.rewards import MathChecker, grade_code, mbpp_tests  # noqa: E402
+from trainer.rewards import MathChecker  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 WORKERS = 2
@@ -50,21 +55,78 @@ def bench_code(sb: Sandbox) -> float:
     rows = [json.loads(x) for x in (SHARED / "data/code/mbpp_sanitized.jsonl").read_text().splitlines()][:200]
     t0 = time.perf_counter()
     with ThreadPoolExecutor(WORKERS) as ex:
-        list(ex.map(lambda r: grade_code(r["reference_solution"], mbpp_tests(r), lambda s, i: sb.run(s, i)), rows))
+        results = list(ex.map(lambda r: grade_code(f"```python\n{r['reference_solution']}\n```", mbpp_tests(r), sb),
+                              rows))
+    assert all(r.reward == 1.0 for r in results), [r.reason for r in results if r.reward != 1.0][:5]
     return len(rows) / (time.perf_counter() - t0)
 
 
+def interleaved_ms(fns: dict, n: int = 60) -> dict[str, float]:
+    """Median ms of each function, called in turn n times."""
+    ts: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(n):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            ts[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) * 1000 for k, v in ts.items()}
+
+
+def one_call(ch) -> None:
+    ch.recv()
+    assert ch.request({"op": "call", "target": "f", "args": [], "kwargs": {"$dict": []}}) == {"ok": 1}
+
+
+def baseline_sandbox(checkout: str):
+    """`run` of the Sandbox in another checkout of this repo (e.g. the commit before issue 12), imported
+    under its own module name so both run side by side in this process."""
+    import importlib.util
+
+    root = Path(checkout).resolve()
+    sys.path.insert(0, str(root))  # its own `actors.*` imports resolve there while it loads
+    saved = {k: sys.modules.pop(k) for k in list(sys.modules) if k == "actors" or k.startswith("actors.")}
+    try:
+        spec = importlib.util.spec_from_file_location("baseline_sandbox", root / "actors/sandbox.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules["baseline_sandbox"] = mod  # dataclasses look their module up there
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(str(root))
+        for k in [k for k in sys.modules if k == "actors" or k.startswith("actors.")]:
+            del sys.modules[k]
+        sys.modules.update(saved)
+    return mod.Sandbox(mod.SandboxLimits(timeout_s=10), uids=[63910])
+
+
 def main() -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--baseline", help="another checkout whose sandbox to time side by side (git worktree)")
+    args = ap.parse_args()
     sb = Sandbox(SandboxLimits(timeout_s=10), uids=[63900 + k for k in range(WORKERS)])
+    assert sb.cgroups is not None, "no cgroup: these figures would not be the ones CI and users get"
     math_rate = bench_math()
     code_rate = bench_code(sb)
-    sandbox_ms = _median_ms(lambda: sb.run("pass"))
-    plain_ms = _median_ms(lambda: subprocess.run([SYSTEM_PYTHON, "-c", "pass"], check=True))
-    print(f"math: {math_rate:.1f} checks/s   code: {code_rate:.1f} execs/s   ({WORKERS} workers)")
-    print(f"trivial program: sandbox {sandbox_ms:.1f} ms, plain subprocess {plain_ms:.1f} ms (median of 50)")
-    print(json.dumps({"math_checks_per_s": round(math_rate, 1), "code_execs_per_s": round(code_rate, 1),
-                      "sandbox_ms": round(sandbox_ms, 2), "plain_subprocess_ms": round(plain_ms, 2),
-                      "sandbox_overhead_ms": round(sandbox_ms - plain_ms, 2)}))
+    fns = {"plain": lambda: subprocess.run([SYSTEM_PYTHON, "-c", "pass"], check=True),
+           "sandbox": lambda: sb.run("pass"),
+           "serve": lambda: sb.serve("def f():\n    return 1\n", one_call)}
+    if args.baseline:
+        old = baseline_sandbox(args.baseline)
+        fns["baseline"] = lambda: old.run("pass")
+    ms = interleaved_ms(fns)
+    if args.baseline:
+        print(f"baseline sandbox ({args.baseline}): {ms['baseline']:.1f} ms, "
+              f"overhead {ms['baseline'] - ms['plain']:.1f} ms")
+    print(f"math: {math_rate:.1f} checks/s   code: {code_rate:.1f} checks/s (MBPP references, {WORKERS} workers)")
+    print(f"trivial program: sandbox {ms['sandbox']:.1f} ms, plain subprocess {ms['plain']:.1f} ms; "
+          f"serving run with one harness call {ms['serve']:.1f} ms (medians of 60, interleaved)")
+    print(json.dumps({"math_checks_per_s": round(math_rate, 1), "code_checks_per_s": round(code_rate, 1),
+                      "sandbox_ms": round(ms["sandbox"], 2), "plain_subprocess_ms": round(ms["plain"], 2),
+                      "sandbox_overhead_ms": round(ms["sandbox"] - ms["plain"], 2),
+                      "harness_split_ms": round(ms["serve"] - ms["sandbox"], 2),
+                      **({"baseline_sandbox_overhead_ms": round(ms["baseline"] - ms["plain"], 2)}
+                         if args.baseline else {})}))
 
 
 if __name__ == "__main__":
