@@ -47,7 +47,7 @@ class RLConfig:
     eval_every: int = cfg(10, "evaluate on held-out problems every N steps (0 = only before and after)", ge=0)
     eval_k: int = cfg(8, "samples per held-out problem (Pass@1 of k)", ge=1)
     eval_max_problems: int = cfg(0, "cap on held-out problems (0 = all)", ge=0)
-    checkpoint_every: int = cfg(10, "save learner + driver state every N steps", ge=1)
+    checkpoint_every: int = cfg(10, "save learner + driver state every N steps (0 = only at the end)", ge=0)
     max_learner_restarts: int = cfg(2, "automatic restarts from the last checkpoint after a learner failure", ge=0)
     tensorboard: bool = cfg(False, "also write TensorBoard scalars (needs the tensorboard package)")
 
