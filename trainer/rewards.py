@@ -129,26 +129,31 @@ def grade_math(response: str, gold: str | list[str]) -> tuple[float, str, str | 
     golds = [str(g) for g in (gold if isinstance(gold, list) else [gold])]
     text = strip_think(response)
     answer = extract_math_answer(response)
-    preds = []
-    if answer is not None:
-        preds.append(parse(f"\\boxed{{{answer}}}", parsing_timeout=None))
-    preds.append(parse(text, parsing_timeout=None))
-    shown = answer if answer is not None else (preds[-1][1] if preds[-1] else None)
-    for a in _answers(text):
-        preds += [parse(f"${n}$", parsing_timeout=None) for n in _number_forms(a)]
-    preds = [p for p in preds if p]
-    parsed_any_gold = False
-    for g in golds:
+    gold_parses = [parse(gold_latex(g), parsing_timeout=None) or parse(g, parsing_timeout=None) for g in golds]
+    for g in golds:  # a multiple-choice letter
         letter = re.fullmatch(r"\s*\(?([A-J])\)?\.?\s*", g)
         if letter and any((m := _LETTER.match(a)) and m.group(1) == letter.group(1) for a in _answers(text)):
+            return 1.0, "correct", answer
+
+    def candidates():  # cheapest first; most answers are decided by the first
+        if answer is not None:
+            yield parse(f"\\boxed{{{answer}}}", parsing_timeout=None)
+        yield parse(text, parsing_timeout=None)
+        for a in _answers(text):
+            for n in _number_forms(a):
+                yield parse(f"${n}$", parsing_timeout=None)
+
+    shown, any_pred = answer, False
+    for pred in candidates():
+        if not pred:
+            continue
+        any_pred = True
+        shown = shown if shown is not None else pred[1]
+        if any(gp and verify(gp, pred, timeout_seconds=None) for gp in gold_parses):
             return 1.0, "correct", shown
-        gp = parse(gold_latex(g), parsing_timeout=None) or parse(g, parsing_timeout=None)
-        parsed_any_gold = parsed_any_gold or bool(gp)
-        if gp and any(verify(gp, p, timeout_seconds=None) for p in preds):
-            return 1.0, "correct", shown
-    if not preds:
+    if not any_pred:
         return 0.0, "format_miss", None
-    if not parsed_any_gold:
+    if not any(gold_parses):
         return 0.0, "gold_unparsable", shown
     return 0.0, "wrong_answer", shown
 
