@@ -41,3 +41,46 @@ def test_loader_error_reaches_the_user_with_file_and_line(tmp_path):
     bad.write_text('{"id": "a", "problem": "x"}\n')
     out = run("decontaminate", "--train", str(bad), "--eval", str(bad))
     assert out.returncode == 2 and f"{bad}:1: missing field 'answer'" in out.stderr
+
+
+def test_bad_input_is_a_message_not_a_traceback(tmp_path):
+    """Each bad input exits 2 with a message naming the file (and line) or the key, before any work starts."""
+    ok = tmp_path / "ok.jsonl"
+    ok.write_text('{"id": "a", "kind": "math", "response": "\\\\boxed{1}", "gold": "1"}\n')
+    dup = tmp_path / "dup.jsonl"
+    dup.write_text(ok.read_text() * 2)
+    binary = tmp_path / "bin.jsonl"
+    binary.write_bytes(ok.read_bytes() + b"\xff\xfe\x00garbage\n")
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text('{"a": ' * 50000 + "1" + "}" * 50000 + "\n")
+    empty_tests = tmp_path / "code.jsonl"
+    empty_tests.write_text('{"id": "c", "kind": "code", "response": "x", "tests": {"asserts": []}}\n')
+    alias = tmp_path / "alias.yaml"
+    alias.write_text('a: &a ["x", "x"]\nb: &b [*a, *a]\nc: [*b, *b]\n')
+    cases = [
+        (["verify", "--input", str(ok), "--output", str(ok)], "would overwrite the input"),
+        (["verify", "--input", str(ok), "--output", str(tmp_path / "no/such/dir/out.jsonl")], "does not exist"),
+        (["verify", "--input", str(ok), "--output", str(tmp_path)], "is a directory"),
+        (["verify", "--input", str(dup)], f"{dup}:2: duplicate id 'a'"),
+        (["verify", "--input", str(binary)], f"{binary}:2: not UTF-8"),
+        (["verify", "--input", str(deep)], f"{deep}:1: JSON nested too deeply"),
+        (["verify", "--input", str(empty_tests)], f"{empty_tests}:1: field 'tests'"),
+        (["verify", "--input", str(ok), "--config", str(tmp_path)], "not a file"),
+        (["verify", "--input", str(ok), "num_workers=["], "not valid YAML"),
+        (["verify", "--input", str(ok), "num_workers=0"], "'num_workers': must be >= 1, got 0"),
+        (["verify", "--input", str(ok), "max_concurrency=0"], "'max_concurrency': must be >= 1"),
+        (["verify", "--input", str(ok), "memory_mb=8"], "'memory_mb': must be >= 64"),
+        (["config", "--config", str(alias)], "aliases/anchors are not allowed"),
+        (["config", "--config", "configs/tiny-cpu.yaml", "learner.lr=nan"], "'learner.lr': must be a finite number"),
+        (["config", "--config", "configs/tiny-cpu.yaml", "learner.lr=-1"], "'learner.lr': must be > 0"),
+        (["config", "--config", "configs/tiny-cpu.yaml", "rl.group_size=1"], "'rl.group_size': must be >= 2"),
+        (["config", "--config", "configs/tiny-cpu.yaml", "rl.batch_problems=0"], "'rl.batch_problems': must be >= 1"),
+        (["config", "--config", "configs/tiny-cpu.yaml", "verifier.code_timeout_s=-1"], "must be > 0"),
+        (["decontaminate", "--train", str(ok), "--eval", str(ok), "--out", str(ok)], "would overwrite the input"),
+        (["decontaminate", "--train", str(ok), "--eval", str(ok), "--n", "0"], "must be >= 1"),
+    ]
+    for argv, message in cases:
+        out = run(*argv)
+        assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, (argv, out.stderr[-500:])
+    long = run("config", "--config", "configs/tiny-cpu.yaml", f"sampling.temperature={'x' * 5000}")
+    assert long.returncode == 2 and len(long.stderr) < 400, long.stderr  # long values are cut in messages

@@ -96,3 +96,15 @@ def test_unknown_extension(tmp_path):
     f.write_text("a,b\n")
     with pytest.raises(DataError, match="unknown dataset format"):
         load_problems(f)
+
+
+def test_code_problem_without_tests_is_refused_at_load(tmp_path):
+    """An empty test list would give reward 1 to anything that runs."""
+    for tests, why in (([], "non-empty list"), ({"stdin_stdout": []}, "non-empty list"),
+                       ({"test_code": "assert True", "entry_point": "f"}, "def check")):
+        f = tmp_path / "code.jsonl"
+        f.write_text(json.dumps({"id": "c1", "prompt": "write f", "tests": tests}) + "\n")
+        with pytest.raises(DataError, match=f"{f}:1: field 'tests': .*{why}"):
+            load_problems(f)
+    f.write_text(json.dumps({"id": "c1", "prompt": "write f", "tests": ["assert f(1) == 2"], "entry_point": "f"}) + "\n")
+    assert load_problems(f)[0].tests == {"asserts": ["assert f(1) == 2"], "imports": [], "entry_point": "f"}
