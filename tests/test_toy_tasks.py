@@ -69,3 +69,27 @@ def test_records_load_through_the_shared_schema_loader(tmp_path):
     code = next(p for p in problems if p.kind == "code")
     assert code.tests["asserts"] and code.solutions
     assert from_record(train[0], "x", "x").id == train[0]["id"]
+
+
+def test_no_held_out_text_in_train_and_no_duplicate_texts():
+    """The demo's own split (tiny-cpu's toy config): before the fix 22 of 286 held-out problems repeated a
+    train problem's exact text (`_sub` swaps operands, `_mod` clamps b), and 67 texts were duplicates."""
+    import warnings
+
+    from ssp.config import load_config
+    from ssp.tree import SSPConfig
+    from tests.conftest import REPO
+    from trainer.decontam import normalise
+
+    toy = load_config(SSPConfig, REPO / "configs" / "tiny-cpu.yaml").data.toy
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        recs = toy_tasks.generate(toy)
+    assert len({toy_tasks.identity(r) for r in recs}) == len(recs) == len({r["id"] for r in recs})
+    train, held = toy_tasks.split(recs, seed=toy.seed)
+    held_texts = {tuple(normalise(toy_tasks.text_of(r))) for r in held}
+    assert len(held) > 250 and len(train) > 900
+    assert not [r["id"] for r in train if tuple(normalise(toy_tasks.text_of(r))) in held_texts]
+    # per_cell=200 is more than the 1-digit cells hold: said once, with what was generated
+    msgs = [str(w.message) for w in caught if "per_cell" in str(w.message)]
+    assert len(msgs) == 1 and "sub/L1: 55" in msgs[0] and "add/L2" not in msgs[0], msgs

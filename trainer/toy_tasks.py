@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import random
+import re
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,10 +115,22 @@ def _code(rng: random.Random, level: int) -> dict:
     }
 
 
+def text_of(rec: dict) -> str:
+    """The problem text a model sees (math `problem`, code `prompt`)."""
+    return rec.get("problem") or rec["prompt"]
+
+
+def identity(rec: dict) -> str:
+    """A problem's identity: its text, case- and whitespace-normalised (ids derive from it)."""
+    return " ".join(text_of(rec).lower().split())
+
+
 def generate(config: ToyTaskConfig) -> list[dict]:
-    """All problems for `config`, deterministic in the seed, ids unique and content-derived."""
+    """All problems for `config`, deterministic in the seed, one per distinct problem text (`identity`);
+    ids are content-derived. A cell that cannot hold `per_cell` distinct problems is said so, once."""
     rng = random.Random(config.seed)
     out: dict[str, dict] = {}
+    short: list[str] = []
     for sub in config.subdomains:
         if sub not in SUBDOMAINS:
             raise ValueError(f"toy_tasks.subdomains: unknown subdomain {sub!r}; known: {list(SUBDOMAINS)}")
@@ -128,26 +142,42 @@ def generate(config: ToyTaskConfig) -> list[dict]:
                     rec = _code(rng, level)
                 else:
                     a, b = _operand(rng, level), _operand(rng, level)
-                    problem, answer, sols = _MATH[sub](a, b)
-                    rec = {"id": f"toy-{sub}-L{level}-{a}-{b}", "problem": problem, "answer": str(answer),
+                    problem, answer, sols = _MATH[sub](a, b)  # sub and mod may reorder or clamp a, b
+                    operands = "-".join(re.findall(r"\d+", problem))
+                    rec = {"id": f"toy-{sub}-L{level}-{operands}", "problem": problem, "answer": str(answer),
                            "solutions": list(dict.fromkeys(sols)), "source": SOURCE, "subdomain": sub, "level": level}
-                if rec["id"] not in out:
-                    out[rec["id"]] = rec
+                if identity(rec) not in out:
+                    out[identity(rec)] = rec
                     made += 1
-    return list(out.values())
+            if made < config.per_cell:
+                short.append(f"{sub}/L{level}: {made}")
+    if short:
+        warnings.warn(f"data.toy.per_cell={config.per_cell} is more than some cells hold; generated "
+                      + ", ".join(short), stacklevel=2)
+    recs = list(out.values())
+    assert len({r["id"] for r in recs}) == len(recs), "toy task ids must be unique"
+    return recs
 
 
 def split(records: list[dict], eval_frac: float = 0.2, seed: int = 0) -> tuple[list[dict], list[dict]]:
-    """Deterministic train/held-out split, stratified by subdomain."""
+    """Deterministic train/held-out split, stratified by subdomain, with no held-out text in train.
+
+    Records are deduplicated by `identity` first. Then train drops every problem whose text, under the
+    10-gram decontamination normaliser (which reads `7 + 3` and `7 * 3` alike), equals a held-out one's.
+    """
+    from trainer.decontam import normalise
+
+    unique = list({identity(r): r for r in records}.values())
     rng = random.Random(seed)
     train, held = [], []
     for sub in SUBDOMAINS:
-        group = sorted((r for r in records if r["subdomain"] == sub), key=lambda r: r["id"])
+        group = sorted((r for r in unique if r["subdomain"] == sub), key=lambda r: r["id"])
         rng.shuffle(group)
         n = int(len(group) * eval_frac)
         held += group[:n]
         train += group[n:]
-    return train, held
+    held_texts = {tuple(normalise(text_of(r))) for r in held}
+    return [r for r in train if tuple(normalise(text_of(r))) not in held_texts], held
 
 
 def write_jsonl(records: list[dict], path: str | Path) -> Path:
