@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Literal
 
 from ssp.config import cfg
 
 
 @dataclass
 class EngineConfig:
-    dtype: str = cfg("float32", "weights/activations dtype for vLLM: float32, bfloat16, float16, auto")
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = cfg("float32", "weights/activations dtype for vLLM: float32, bfloat16, float16, auto")
     max_model_len: int = cfg(512, "prompt + response token limit of the engine", ge=16)
     enforce_eager: bool = cfg(True, "skip CUDA graphs / torch.compile (fast start; CPU default)")
     tensor_parallel_size: int = cfg(1, "GPUs per engine", ge=1)

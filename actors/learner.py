@@ -20,25 +20,8 @@ import ray
 import torch
 from torch import Tensor
 
-from ssp.config import cfg
-from trainer.losses import LossConfig, group_advantages, policy_loss, token_weights
-
-
-@dataclass
-class LearnerConfig:
-    num_actors: int = cfg(2, "learner actors (data-parallel ranks), one placement-group bundle each", ge=1)
-    zero_stage: int = cfg(2, "DeepSpeed ZeRO stage: 2 or 3", ge=0, le=3)
-    dtype: str = cfg("float32", "training dtype: float32 | bfloat16 (fp32 master weights)")
-    device: str = cfg("cpu", "cpu (gloo, DeepSpeed CPU accelerator) | cuda (NCCL, one GPU per actor)")
-    lr: float = cfg(1e-6, "AdamW learning rate", gt=0)
-    weight_decay: float = cfg(0.0, "AdamW weight decay", ge=0)
-    warmup_steps: int = cfg(0, "linear LR warmup steps, then constant", ge=0)
-    grad_clip: float = cfg(1.0, "global gradient-norm clip", gt=0)
-    micro_batch_tokens: int = cfg(4096, "padded tokens (rows x longest row) per micro-batch", ge=1)
-    ppo_epochs: int = cfg(1, "optimizer steps per rollout batch; 1 = strictly on-policy (ratio = 1)", ge=1)
-    logprobs_source: str = cfg("learner", "pi_old from: learner (recomputed) | engine (rollout logprobs)")
-    loss: LossConfig = cfg(LossConfig(), "the RL loss")
-    seed: int = cfg(0, "torch/python RNG seed")
+from actors.learner_config import LearnerConfig, LossConfig
+from trainer.losses import group_advantages, policy_loss, token_weights
 
 
 @dataclass

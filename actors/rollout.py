@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 import ray
 
@@ -25,7 +26,7 @@ class RolloutConfig:
     num_engines: int = cfg(1, "rollout actors, one vLLM engine each", ge=1)
     num_cpus_per_engine: float = cfg(1.0, "Ray CPUs reserved per engine actor", gt=0)
     num_gpus_per_engine: float = cfg(0.0, "Ray GPUs reserved per engine actor (engine.tensor_parallel_size on GPU)", ge=0)
-    sampling_mode: str = cfg("n", "'n': one request with SamplingParams.n=G; 'repeat': G copies of the prompt")
+    sampling_mode: Literal["n", "repeat"] = cfg("n", "'n': one request with SamplingParams.n=G; 'repeat': G copies of the prompt")
     startup_timeout_s: float = cfg(300.0, "fail loudly if an engine is not ready within this time", gt=0)
     request_timeout_s: float = cfg(600.0, "fail loudly if one generate call takes longer", gt=0)
     max_retries: int = cfg(2, "times a shard is retried on another (or the restarted) engine", ge=0)

@@ -116,14 +116,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_rl(args: argparse.Namespace) -> int:
-    from trainer.rl import main as rl_main
-
     if args.resume:
         from ssp.tree import SSPConfig
 
         conf = load_config(SSPConfig, Path(args.resume) / "config.yaml", [f"run_dir={args.resume}", *args.overrides])
     else:
-        conf = load_tree(args)
+        conf = load_tree(args)  # a bad config fails here, before Ray, vLLM or DeepSpeed are imported
+    from trainer.rl import main as rl_main
+
     summary = rl_main(conf, resume=bool(args.resume))
     return 0 if summary else 1
 

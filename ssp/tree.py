@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from actors.engine import EngineConfig, SamplingConfig
-from actors.learner import LearnerConfig
+from actors.learner_config import LearnerConfig
 from actors.rollout import RolloutConfig
 from actors.verifier import VerifierConfig
 from cluster.ray_cluster import ClusterConfig
 from cluster.scheduler import SchedulerConfig
-from ssp.config import cfg
+from ssp.config import ConfigError, cfg
 from trainer.rl import RLConfig
 from trainer.sft import SFTConfig
 from trainer.tiny_model import TinyModelConfig
@@ -47,3 +47,16 @@ class SSPConfig:
     learner: LearnerConfig = cfg(LearnerConfig(), "DeepSpeed learner")
     sft: SFTConfig = cfg(SFTConfig(), "SFT warm-up before RL")
     rl: RLConfig = cfg(RLConfig(), "the RL loop")
+
+    def __post_init__(self) -> None:
+        """Checks that span sections, at load time (before Ray, vLLM or DeepSpeed start)."""
+        for i, ph in enumerate(self.rl.phases):
+            if ph.max_tokens >= self.engine.max_model_len:
+                raise ConfigError(f"config key 'rl.phases[{i}].max_tokens': {ph.max_tokens} leaves no room for the "
+                                  f"prompt in engine.max_model_len={self.engine.max_model_len}")
+        if self.sampling.max_tokens >= self.engine.max_model_len:
+            raise ConfigError(f"config key 'sampling.max_tokens': {self.sampling.max_tokens} must be below "
+                              f"engine.max_model_len={self.engine.max_model_len}")
+        if self.learner.device == "cuda" and not (self.cluster.num_gpus or self.cluster.address):
+            raise ConfigError("config key 'learner.device': cuda needs GPUs in the cluster (cluster.num_gpus > 0 "
+                              "for a local head, or cluster.address of a cluster that has them)")

@@ -13,34 +13,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import get_args
 
 import torch
 from torch import Tensor
 
-from ssp.config import cfg
-
-
-@dataclass
-class LossConfig:
-    advantage: str = cfg("grpo", "advantage estimator: grpo ((r-mean)/(std+eps), population std) | "
-                                 "drgrpo (r-mean, no std)")
-    eps: float = cfg(1e-6, "epsilon in the GRPO std normalisation", gt=0)
-    mgpo_lambda: float = cfg(1.0, "MGPO entropy-deviation weight lambda: w = exp(-lambda*D_ME); 0 = GRPO", ge=0)
-    clip_low: float = cfg(0.2, "PPO clip epsilon below 1 (ratio >= 1-clip_low)", ge=0, lt=1)
-    clip_high: float = cfg(0.28, "PPO clip epsilon above 1 (clip-higher, DAPO's 0.28; set 0.2 for "
-                                 "symmetric PPO)", ge=0)
-    aggregation: str = cfg("seq-mean-token-mean", "seq-mean-token-mean (paper) | token-mean (DAPO) | "
-                                                  "seq-mean-token-sum-norm (Dr. GRPO)")
-    norm_length: int = cfg(4096, "constant length dividing each response's token sum in "
-                                 "seq-mean-token-sum-norm (the max response length)", ge=1)
-    kl_coef: float = cfg(0.0, "KL-to-reference coefficient; 0 = no reference model is loaded", ge=0)
-    kl_estimator: str = cfg("k3", "KL estimator: k1 | k2 | k3 (Schulman)")
-    entropy_coef: float = cfg(0.0, "entropy bonus coefficient (loss -= coef * entropy)", ge=0)
-    tis_cap: float | None = cfg(None, "truncated importance sampling cap C on pi_old_learner/pi_rollout; "
-                                      "None = off")
-    long2short_lambda: float = cfg(0.0, "Long2Short length bonus for correct responses (report: 0.2); 0 = off", ge=0)
-
+from actors.learner_config import ADVANTAGE_NAMES, AGGREGATION_NAMES, KL_NAMES, LossConfig  # noqa: F401
 
 # ---- rewards -> advantages ---------------------------------------------------------------------------
 
@@ -163,3 +141,7 @@ def policy_loss(logp: Tensor, old_logp: Tensor, adv: Tensor, weights: Tensor, c:
             "tokens": float(mask.sum().item()),
         }
     return loss, metrics
+
+
+for _registry, _names in ((ADVANTAGES, ADVANTAGE_NAMES), (AGGREGATIONS, AGGREGATION_NAMES), (KL_ESTIMATORS, KL_NAMES)):
+    assert set(_registry) == set(get_args(_names)), f"registry {sorted(_registry)} != config choices {_names}"

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import ray
 import yaml
@@ -41,7 +42,7 @@ class PhaseConfig:
 class RLConfig:
     batch_problems: int = cfg(32, "problems (groups) per step", ge=1)
     group_size: int = cfg(8, "G: samples per problem", ge=2)
-    mode: str = cfg("sync", "sync (on-policy) | one-step-off (generate t+1 while training t; staleness 1)")
+    mode: Literal["sync", "one-step-off"] = cfg("sync", "sync (on-policy) | one-step-off (generate t+1 while training t; staleness 1)")
     dynamic_sampling_rounds: int = cfg(0, "DAPO dynamic sampling: extra rounds to top up informative groups", ge=0)
     phases: list[PhaseConfig] = cfg([PhaseConfig()], "the curriculum, run in order")
     eval_every: int = cfg(10, "evaluate on held-out problems every N steps (0 = only before and after)", ge=0)

@@ -10,7 +10,6 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
 from ssp.config import cfg
@@ -37,8 +36,10 @@ def sft_pairs(tokenizer, problems: list[Problem], instruction: str = "") -> list
     return pairs
 
 
-def collate(pairs: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+def collate(pairs: list[tuple[list[int], list[int]]], pad_id: int) -> dict:
     """Right-padded input ids, attention mask, and labels that are -100 outside the response."""
+    import torch  # here, not at import: the config tree (and so `ssp config`) must load without torch
+
     width = max(len(p) + len(r) for p, r in pairs)
     ids = torch.full((len(pairs), width), pad_id)
     labels = torch.full((len(pairs), width), -100)
@@ -54,6 +55,7 @@ def collate(pairs: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, 
 def warmup(model_path: str | Path, out_dir: str | Path, problems: list[Problem], config: SFTConfig,
            instruction: str = "") -> list[float]:
     """SFT `model_path` on the problems' traces, save to `out_dir`; returns the loss curve."""
+    import torch
     from transformers import AutoModelForCausalLM
 
     from trainer.tiny_model import load_tokenizer

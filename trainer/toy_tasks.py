@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from ssp.config import cfg
 
@@ -29,7 +30,7 @@ SOURCE = "ssp-rl toy tasks (generated)"
 
 @dataclass
 class ToyTaskConfig:
-    subdomains: list[str] = cfg(list(SUBDOMAINS), "subdomains to generate: add, sub, mul, mod, code")
+    subdomains: list[Literal["add", "sub", "mul", "mod", "code"]] = cfg(list(SUBDOMAINS), "subdomains to generate: add, sub, mul, mod, code")
     levels: list[int] = cfg([1, 2], "difficulty levels (digit count of the operands)")
     per_cell: int = cfg(200, "problems per (subdomain, level) cell", ge=1)
     seed: int = cfg(0, "random seed; the same seed gives the same problems and ids")

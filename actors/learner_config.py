@@ -1,0 +1,54 @@
+"""The learner room's config (kept free of torch and ray so `ssp config` and a bad `ssp rl` answer fast).
+
+The loss choices are the names of trainer/losses.py's registries; that module checks at import that its
+registries and these names agree, so a new variant is one function, one registry entry and one name here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ssp.config import cfg
+
+ADVANTAGE_NAMES = Literal["grpo", "drgrpo"]
+AGGREGATION_NAMES = Literal["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"]
+KL_NAMES = Literal["k1", "k2", "k3"]
+
+
+@dataclass
+class LossConfig:
+    advantage: ADVANTAGE_NAMES = cfg("grpo", "advantage estimator: grpo ((r-mean)/(std+eps), population std) | "
+                                 "drgrpo (r-mean, no std)")
+    eps: float = cfg(1e-6, "epsilon in the GRPO std normalisation", gt=0)
+    mgpo_lambda: float = cfg(1.0, "MGPO entropy-deviation weight lambda: w = exp(-lambda*D_ME); 0 = GRPO", ge=0)
+    clip_low: float = cfg(0.2, "PPO clip epsilon below 1 (ratio >= 1-clip_low)", ge=0, lt=1)
+    clip_high: float = cfg(0.28, "PPO clip epsilon above 1 (clip-higher, DAPO's 0.28; set 0.2 for "
+                                 "symmetric PPO)", ge=0)
+    aggregation: AGGREGATION_NAMES = cfg("seq-mean-token-mean", "seq-mean-token-mean (paper) | token-mean (DAPO) | "
+                                                  "seq-mean-token-sum-norm (Dr. GRPO)")
+    norm_length: int = cfg(4096, "constant length dividing each response's token sum in "
+                                 "seq-mean-token-sum-norm (the max response length)", ge=1)
+    kl_coef: float = cfg(0.0, "KL-to-reference coefficient; 0 = no reference model is loaded", ge=0)
+    kl_estimator: KL_NAMES = cfg("k3", "KL estimator: k1 | k2 | k3 (Schulman)")
+    entropy_coef: float = cfg(0.0, "entropy bonus coefficient (loss -= coef * entropy)", ge=0)
+    tis_cap: float | None = cfg(None, "truncated importance sampling cap C on pi_old_learner/pi_rollout; "
+                                      "None = off")
+    long2short_lambda: float = cfg(0.0, "Long2Short length bonus for correct responses (report: 0.2); 0 = off", ge=0)
+
+
+@dataclass
+class LearnerConfig:
+    num_actors: int = cfg(2, "learner actors (data-parallel ranks), one placement-group bundle each", ge=1)
+    zero_stage: int = cfg(2, "DeepSpeed ZeRO stage: 2 or 3", ge=0, le=3)
+    dtype: Literal["float32", "bfloat16"] = cfg("float32", "training dtype: float32 | bfloat16 (fp32 master weights)")
+    device: Literal["cpu", "cuda"] = cfg("cpu", "cpu (gloo, DeepSpeed CPU accelerator) | cuda (NCCL, one GPU per actor)")
+    lr: float = cfg(1e-6, "AdamW learning rate", gt=0)
+    weight_decay: float = cfg(0.0, "AdamW weight decay", ge=0)
+    warmup_steps: int = cfg(0, "linear LR warmup steps, then constant", ge=0)
+    grad_clip: float = cfg(1.0, "global gradient-norm clip", gt=0)
+    micro_batch_tokens: int = cfg(4096, "padded tokens (rows x longest row) per micro-batch", ge=1)
+    ppo_epochs: int = cfg(1, "optimizer steps per rollout batch; 1 = strictly on-policy (ratio = 1)", ge=1)
+    logprobs_source: Literal["learner", "engine"] = cfg("learner", "pi_old from: learner (recomputed) | engine (rollout logprobs)")
+    loss: LossConfig = cfg(LossConfig(), "the RL loss")
+    seed: int = cfg(0, "torch/python RNG seed")
