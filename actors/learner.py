@@ -40,7 +40,8 @@ class Batch:
 
 
 def collate(samples: list[dict[str, Any]], loss: LossConfig, pad_id: int) -> Batch:
-    """Rollout samples (prompt_ids, response_ids, rollout_logprobs, reward, group) -> a `Batch`."""
+    """Rollout samples (prompt_ids, response_ids, rollout_logprobs, reward, group, and the advantage and
+    mgpo_w the loop computed) -> a `Batch`."""
     n = len(samples)
     seqs = [list(s["prompt_ids"]) + list(s["response_ids"]) for s in samples]
     t = max(len(x) for x in seqs)
@@ -54,8 +55,12 @@ def collate(samples: list[dict[str, Any]], loss: LossConfig, pad_id: int) -> Bat
         rlp[i, p: p + r] = torch.tensor(s["rollout_logprobs"], dtype=torch.float)
     groups = [s["group"] for s in samples]
     gidx = torch.tensor([list(dict.fromkeys(groups)).index(g) for g in groups])
-    rewards = torch.tensor([float(s["reward"]) for s in samples])
-    adv, w = group_advantages(rewards, groups, lmask.sum(1), loss)
+    if all("advantage" in s for s in samples):  # the RL loop computes them (a visible step of its own)
+        adv = torch.tensor([float(s["advantage"]) for s in samples])
+        w = torch.tensor([float(s.get("mgpo_w", 1.0)) for s in samples])
+    else:  # direct use (tests, benchmarks): the same function, here
+        rewards = torch.tensor([float(s["reward"]) for s in samples])
+        adv, w = group_advantages(rewards, groups, lmask.sum(1), loss)
     train_all = loss.kl_coef != 0 or loss.entropy_coef != 0
     live = {int(g) for g in gidx[adv != 0]}
     keep = [i for i in range(n) if train_all or int(gidx[i]) in live]
@@ -181,6 +186,14 @@ class LearnerWorker:
                 return None
             return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
 
+    def publish_weights(self, sync_name: str) -> list | None:
+        """Gather the full weights (a collective) and, on rank 0, publish them through WeightSync; returns
+        [handle] (in a list, so Ray hands the caller the ObjectRef itself, not the blob)."""
+        from actors.weight_sync import make
+
+        sd = self.state_dict()
+        return None if sd is None else [make(sync_name).publish(sd)]
+
     def save_hf(self, path: str) -> None:
         sd = self.state_dict()
         if sd is None:
@@ -275,8 +288,13 @@ class LearnerGroup:
         return m
 
     def state_dict(self) -> dict[str, Tensor]:
-        """Full (gathered) HF-named parameters as CPU tensors, from rank 0."""
+        """Full (gathered) HF-named parameters as CPU tensors, from rank 0. Copies the model into this process:
+        for tests and tools; the RL loop uses `publish_weights`."""
         return gather([w.state_dict.remote() for w in self.workers])[0]
+
+    def publish_weights(self, sync_name: str = "object-store"):
+        """A WeightSync handle for the current weights, published by rank 0 (the driver gets only the handle)."""
+        return gather([w.publish_weights.remote(sync_name) for w in self.workers])[0][0]
 
     def save_hf(self, path: str | Path) -> None:
         """`save_pretrained` safetensors + tokenizer, loadable by transformers and vLLM."""

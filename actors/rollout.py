@@ -1,9 +1,10 @@
 """Rollout workers: Ray actors that each own one vLLM engine, and the pool that drives them.
 
-Weights arrive in place: the learner's full state dict is serialised once to safetensors bytes, put in
-Ray's object store, and every engine loads it through vLLM's own `reload_weights(weights_iterator=...)`
-(via `collective_rpc`), then resets its prefix cache. No disk round trip, no model rebuild. A version
-number travels with the weights; every rollout is tagged with the version that produced it.
+Weights arrive in place through the `WeightSync` seam (actors/weight_sync.py): the pool gets a handle the
+learner published (an ObjectRef to safetensors bytes by default, or a checkpoint directory) and every
+engine loads it with vLLM's own `reload_weights`, then resets its prefix cache. No disk round trip, no
+model rebuild, no copy through the driver. A version number travels with the weights; every rollout is
+tagged with the version that produced it.
 
 A dead engine is restarted by Ray; the pool notices (the actor reports a stale version or the call
 fails), pushes the current weights to it before it serves again, and retries the shard.
@@ -17,6 +18,7 @@ from typing import Literal
 
 import ray
 
+from actors import weight_sync
 from actors.engine import EngineConfig, SamplingConfig, make_llm, sampling_params, set_engine_env
 from ssp.config import cfg
 
@@ -31,6 +33,8 @@ class RolloutConfig:
     request_timeout_s: float = cfg(600.0, "fail loudly if one generate call takes longer", gt=0)
     max_retries: int = cfg(2, "times a shard is retried on another (or the restarted) engine", ge=0)
     max_restarts: int = cfg(3, "Ray restarts of a dead engine actor", ge=-1)
+    weight_sync: Literal["object-store"] = cfg("object-store", "how learner weights reach the engines "
+                                                                "(actors/weight_sync.py WEIGHT_SYNCS)")
 
 
 @dataclass
@@ -45,39 +49,49 @@ class Rollout:
     weight_version: int
 
 
+def as_problem(p):
+    """A Problem as it is; a {"id", "prompt"} dict (tests, tools) as a Problem."""
+    from trainer.data import Problem
+
+    return p if isinstance(p, Problem) else Problem(id=str(p["id"]), prompt=p["prompt"], kind=p.get("kind", "math"))
+
+
 class StaleWeights(RuntimeError):
     """The engine's weights are older than the pool's (e.g. it was restarted)."""
 
 
 @ray.remote
 class RolloutWorker:
-    def __init__(self, model_path: str, engine: EngineConfig, sampling: SamplingConfig, instruction: str = ""):
+    def __init__(self, model_path: str, engine: EngineConfig, sampling: SamplingConfig, instruction: str = "",
+                 sync_name: str = "object-store"):
         set_engine_env(engine)
         from ray.util import metrics
 
         from trainer.tiny_model import load_tokenizer
 
         self.llm = make_llm(model_path, engine)
+        self.sync = weight_sync.make(sync_name)
         self.tokenizer = load_tokenizer(model_path)
         self.sampling, self.instruction, self.version = sampling, instruction, 0
-        self.m_tok_s = metrics.Gauge("rollout_tokens_per_s", "generated tokens/s of the last batch")
-        self.m_inflight = metrics.Gauge("rollout_requests_in_flight", "requests in this engine")
-        self.m_version = metrics.Gauge("rollout_weight_version", "weight version the engine holds")
-        self.m_update = metrics.Gauge("rollout_weight_update_s", "seconds of the last weight update")
+        self.m_tok_s = metrics.Gauge("ssp_rollout_tokens_per_s", "generated tokens/s of the last batch")
+        self.m_inflight = metrics.Gauge("ssp_rollout_requests_in_flight", "requests in this engine")
+        self.m_version = metrics.Gauge("ssp_rollout_weight_version", "weight version the engine holds")
+        self.m_update = metrics.Gauge("ssp_rollout_weight_update_s", "seconds of the last weight update")
 
     def ready(self) -> int:
         return self.version
 
-    def generate(self, problems: list[dict], n: int, mode: str = "n", expected_version: int | None = None,
+    def generate(self, problems: list, n: int, mode: str = "n", min_version: int | None = None,
                  overrides: dict | None = None) -> list[Rollout]:
-        """G=`n` samples for each problem dict (`id`, `prompt`); tagged with this engine's weight version."""
-        if expected_version is not None and expected_version != self.version:
-            raise StaleWeights(f"engine holds weights v{self.version}, pool expects v{expected_version}")
-        from trainer.data import Problem, build_prompt
+        """G=`n` samples for each Problem; tagged with this engine's weight version. `min_version` is the
+        staleness bound: an engine on older weights refuses (the pool resyncs it and retries)."""
+        if min_version is not None and self.version < min_version:
+            raise StaleWeights(f"engine holds weights v{self.version}, the pool needs at least v{min_version}")
+        from trainer.data import build_prompt
 
         sampling = SamplingConfig(**{**asdict(self.sampling), **(overrides or {})})
-        prompts = [build_prompt(self.tokenizer, Problem(id=p["id"], prompt=p["prompt"], kind="math"),
-                                self.instruction) for p in problems]
+        problems = [as_problem(p) for p in problems]
+        prompts = [build_prompt(self.tokenizer, p, self.instruction) for p in problems]
         if mode == "repeat":
             reqs, params = [p for p in prompts for _ in range(n)], sampling_params(sampling, n=1)
         else:
@@ -91,45 +105,22 @@ class RolloutWorker:
         n_tok = sum(len(c.token_ids) for c in completions)
         self.m_tok_s.set(n_tok / max(time.perf_counter() - t0, 1e-9))
         return [
-            Rollout(problem_id=problems[i // n]["id"], sample_idx=i % n, prompt_ids=list(prompt_ids[i]),
+            Rollout(problem_id=problems[i // n].id, sample_idx=i % n, prompt_ids=list(prompt_ids[i]),
                     response_ids=list(c.token_ids),
                     logprobs=[lp[t].logprob for lp, t in zip(c.logprobs, c.token_ids)] if c.logprobs else [],
                     text=c.text, finish_reason=c.finish_reason or "stop", weight_version=self.version)
             for i, c in enumerate(completions)
         ]
 
-    def update_weights(self, blob: bytes, version: int) -> float:
-        """Load safetensors bytes into the running engine in place; returns seconds taken."""
+    def update_weights(self, handle, version: int) -> float:
+        """Load the weights behind a WeightSync handle into the running engine; returns seconds taken."""
         t0 = time.perf_counter()
-        self.llm.collective_rpc(_reload_from_bytes, args=(blob,))
-        self.llm.reset_prefix_cache()
+        self.sync.load(self.llm, handle)
         self.version = version
         dt = time.perf_counter() - t0
         self.m_version.set(version)
         self.m_update.set(dt)
         return dt
-
-
-def _reload_from_bytes(worker, blob: bytes) -> None:
-    """Runs inside the vLLM worker: vLLM's in-place reload from an iterator of (name, tensor)."""
-    from safetensors.torch import load
-
-    worker.model_runner.reload_weights(weights_iterator=iter(load(blob).items()))
-
-
-def pack_weights(state_dict: dict) -> bytes:
-    """HF-named CPU tensors -> one safetensors blob (the wire format to the engines).
-
-    Tied tensors (lm_head sharing embed_tokens) are sent under every name: vLLM's CPU backend keeps
-    a repacked lm_head of its own, which must be reloaded too."""
-    from safetensors.torch import save
-
-    out, seen = {}, set()
-    for k, v in state_dict.items():
-        v = v.detach().cpu()
-        out[k] = v.clone() if v.data_ptr() in seen else v.contiguous()
-        seen.add(v.data_ptr())
-    return save(out)
 
 
 class RolloutPool:
@@ -140,7 +131,8 @@ class RolloutPool:
         self.config, self.version, self.weights_ref = config, 0, None
         actor = RolloutWorker.options(num_cpus=config.num_cpus_per_engine, num_gpus=config.num_gpus_per_engine,
                                       max_restarts=config.max_restarts, max_task_retries=0)
-        self.workers = [actor.remote(model_path, engine, sampling, instruction) for _ in range(config.num_engines)]
+        self.workers = [actor.remote(model_path, engine, sampling, instruction, config.weight_sync)
+                        for _ in range(config.num_engines)]
         self._wait_ready(self.workers)
 
     def _wait_ready(self, workers: list) -> None:
@@ -161,10 +153,14 @@ class RolloutPool:
             if time.monotonic() > deadline and pending:
                 raise TimeoutError(f"rollout: engine not ready within {self.config.startup_timeout_s}s")
 
-    def update_weights(self, state_dict: dict, version: int) -> float:
-        """Push new weights to every engine; returns the slowest engine's seconds. An engine that dies or is
-        restarting meanwhile is waited for and resynced (a restarted engine comes back on the base model)."""
-        self.weights_ref, self.version = ray.put(pack_weights(state_dict)), version
+    def update_weights(self, handle, version: int) -> float:
+        """Load the weights behind a WeightSync handle (`LearnerGroup.publish_weights()`, or
+        `WeightSync.from_checkpoint(path)`) into every engine; returns the slowest engine's seconds. An engine
+        that dies or is restarting meanwhile is waited for and resynced (a restart comes back on the base
+        model). A plain state dict is accepted too (tests, benchmarks): it is published from here."""
+        if isinstance(handle, dict):
+            handle = weight_sync.make(self.config.weight_sync).publish(handle)
+        self.weights_ref, self.version = handle, version
         refs = [w.update_weights.remote(self.weights_ref, version) for w in self.workers]
         t0, secs = time.perf_counter(), []
         for w, ref in zip(self.workers, refs):
@@ -182,8 +178,10 @@ class RolloutPool:
             ray.get(worker.update_weights.remote(self.weights_ref, self.version),
                     timeout=self.config.request_timeout_s)
 
-    def generate(self, problems: list[dict], n: int, overrides: dict | None = None) -> list[Rollout]:
-        """G=`n` rollouts per problem, in problem order, all from the current weight version."""
+    def generate(self, problems: list, n: int, overrides: dict | None = None) -> list[Rollout]:
+        """G=`n` rollouts per Problem (dicts with `id` and `prompt` are accepted too), in problem order, all
+        from the current weight version."""
+        problems = [as_problem(p) for p in problems]
         k = len(self.workers)
         shards = [(i, problems[i::k]) for i in range(k) if problems[i::k]]
         results: dict[int, list[Rollout]] = {}
@@ -209,7 +207,7 @@ class RolloutPool:
         for i, _ in shards:
             for r in results[i]:
                 by_id.setdefault(r.problem_id, []).append(r)
-        return [r for p in problems for r in by_id[p["id"]]]
+        return [r for p in problems for r in by_id[p.id]]
 
     def shutdown(self) -> None:
         for w in self.workers:

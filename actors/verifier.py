@@ -57,10 +57,10 @@ def _tags(kind: str) -> dict[str, str]:
 class _Metrics:
     def __init__(self) -> None:
         keys = ("kind",)
-        self.requests = metrics.Counter("verifier_requests", "verification requests", tag_keys=keys)
-        self.timeouts = metrics.Counter("verifier_timeouts", "checks that hit their time limit", tag_keys=keys)
-        self.errors = metrics.Counter("verifier_errors", "verifier failures (not wrong answers)", tag_keys=keys)
-        self.latency = metrics.Histogram("verifier_latency_s", "seconds per check",
+        self.requests = metrics.Counter("ssp_verifier_requests", "verification requests", tag_keys=keys)
+        self.timeouts = metrics.Counter("ssp_verifier_timeouts", "checks that hit their time limit", tag_keys=keys)
+        self.errors = metrics.Counter("ssp_verifier_errors", "verifier failures (not wrong answers)", tag_keys=keys)
+        self.latency = metrics.Histogram("ssp_verifier_latency_s", "seconds per check",
                                          boundaries=[0.005, 0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30], tag_keys=keys)
 
 
@@ -100,15 +100,32 @@ class VerifierActor:
         return res
 
     def _verify(self, req: VerifyRequest) -> Result:
-        if req.kind == "math":
-            checker = self.checkers.get()
-            try:
-                return checker.check(req.response, req.gold or "")
-            finally:
-                self.checkers.put(checker)
-        if req.kind == "code":
-            return grade_code(req.response, req.tests or {}, self.sandbox)
-        raise ValueError(f"unknown kind {req.kind!r}")
+        if req.kind not in GRADERS:
+            raise ValueError(f"unknown kind {req.kind!r}; graders: {sorted(GRADERS)}")
+        return getattr(self, GRADERS[req.kind])(req)
+
+    def grade_math(self, req: VerifyRequest) -> Result:
+        checker = self.checkers.get()
+        try:
+            return checker.check(req.response, req.gold or "")
+        finally:
+            self.checkers.put(checker)
+
+    def grade_code(self, req: VerifyRequest) -> Result:
+        return grade_code(req.response, req.tests or {}, self.sandbox)
+
+
+# kind -> VerifierActor method: a new verifier kind is one method plus one entry here.
+GRADERS = {"math": "grade_math", "code": "grade_code"}
+
+
+def requests_for(problems: dict[str, Any], rollouts: list) -> list[VerifyRequest]:
+    """One request per rollout: its text against its Problem's gold answer or tests."""
+    out = []
+    for r in rollouts:
+        p = problems[r.problem_id]
+        out.append(VerifyRequest(f"{r.problem_id}#{r.sample_idx}", p.kind, r.text, p.answer, p.tests))
+    return out
 
 
 def as_request(item: VerifyRequest | dict[str, Any]) -> VerifyRequest:
@@ -174,14 +191,17 @@ class VerifierPool:
                     continue
                 i, a = inflight.pop(ref)
                 load[a] -= 1
+                counted = False  # a verifier_error the actor returned is already in its own counter
                 try:
                     res = ray.get(ref)
                     if res.reason.startswith("verifier_error") and i not in failed_on:
+                        counted = True
                         raise RuntimeError(res.detail.get("error", res.reason))
                     results[i] = res
-                except Exception as e:  # actor died or failed: counted, retried once, then scored 0
+                except Exception as e:  # actor died or failed: counted once, retried once, then scored 0
                     self.stats["errors"] += 1
-                    self.m.errors.inc(tags=_tags(reqs[i].kind))
+                    if not counted:
+                        self.m.errors.inc(tags=_tags(reqs[i].kind))
                     if a not in pings.values():
                         pings[self.actors[a].ping.remote()] = a
                     if i not in failed_on:

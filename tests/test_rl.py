@@ -88,8 +88,15 @@ def test_rl_survives_killed_rollout_verifier_and_learner(ray_cluster, tiny_model
     assert [r["step"] for r in steps] == list(range(6))
     for key in ("reward_mean", "pass_rate", "zero_adv_frac", "w_mean", "entropy", "clip_frac", "approx_kl",
                 "len_mean", "len_max", "trunc_frac", "time_generate", "time_verify", "time_train", "time_sync",
-                "tokens_per_s"):
+                "tokens_per_s", "grad_norm", "lr", "w_std", "adv_abs_mean", "time", "step_wall_s"):
         assert key in steps[0], key
+    for r in steps:  # sane values, sync mode
+        assert r["staleness"] == 0 and 0 < r["w_mean"] <= 1 and 0 <= r["pass_rate"] <= 1 and r["lr"] == 1e-3
+        assert r["step_wall_s"] >= r["time_generate"] + r["time_verify"] + r["time_train"] > 0
+        assert abs(r["tokens_per_s"] - r["samples"] * r["len_mean"] / r["step_wall_s"]) < 1e-6 * r["tokens_per_s"]
+    assert [r["time"] for r in steps] == sorted(r["time"] for r in steps)
+    evals = [json.loads(x) for x in (run_dir / "eval.jsonl").read_text().splitlines()]
+    assert all(e["duration_s"] > 0 and e["time"] > 0 for e in evals)
     s = json.loads((run_dir / "summary.json").read_text())
     for key in ("pass1_before", "pass1_after", "wall_minutes", "steps", "samples", "zero_adv_frac_mean",
                 "time_generate", "time_verify", "time_train", "time_sync"):
@@ -116,8 +123,29 @@ def test_learner_killed_while_checkpointing_restarts_from_the_previous_checkpoin
         return save(self, step)
 
     monkeypatch.setattr(rl.Run, "checkpoint", checkpoint_with_kill)
+    # Weights never pass through the driver: nothing it receives from Ray is near the state dict's size.
+    import pickle
+
+    import ray
+
+    from actors.learner import LearnerGroup
+
+    real_get, received = ray.get, []
+
+    def sized_get(refs, *a, **kw):
+        out = real_get(refs, *a, **kw)
+        received.append(len(pickle.dumps(out)))
+        return out
+
+    def no_state_dict(self):
+        raise AssertionError("the RL loop must not gather the state dict into the driver")
+
+    monkeypatch.setattr(ray, "get", sized_get)
+    monkeypatch.setattr(LearnerGroup, "state_dict", no_state_dict)
     summary = rl.main(conf)
     assert calls == [2, 4, 4, 6] and summary["steps"] == 6 and summary["learner_restarts"] == 1
+    weights_bytes = (tiny_model_dir / "model.safetensors").stat().st_size
+    assert len(received) > 50 and max(received) < weights_bytes / 4, (max(received), weights_bytes)
     attempts, samples = attempts_and_samples(run_dir)
     assert attempts == samples == 6 * 4 * 4
 

@@ -10,20 +10,14 @@ from collections import defaultdict
 
 from trainer.data import Problem
 from trainer.metrics import cons_at_k, mean_pass_at_k
-from trainer.rewards import VerifyRequest
-
-
-def verify_requests(problems: list[Problem], rollouts: list) -> list[VerifyRequest]:
-    """One verifier request per rollout (rollouts are grouped by problem, in problem order)."""
-    by_id = {p.id: p for p in problems}
-    return [VerifyRequest(f"{r.problem_id}#{r.sample_idx}", by_id[r.problem_id].kind, r.text,
-                          by_id[r.problem_id].answer, by_id[r.problem_id].tests) for r in rollouts]
 
 
 def evaluate(rollout_pool, verifier_pool, problems: list[Problem], k: int, overrides: dict | None = None) -> dict:
     """Pass@1 (mean over k samples), pass@k and cons@k, overall and per subdomain."""
-    rollouts = rollout_pool.generate([{"id": p.id, "prompt": p.prompt} for p in problems], k, overrides)
-    results = verifier_pool.verify(verify_requests(problems, rollouts))
+    from actors.verifier import requests_for
+
+    rollouts = rollout_pool.generate(problems, k, overrides)
+    results = verifier_pool.verify(requests_for({p.id: p for p in problems}, rollouts))
     per: dict[str, list] = defaultdict(list)
     for r, res in zip(rollouts, results):
         per[r.problem_id].append(res)

@@ -37,16 +37,20 @@ def long2short(rewards: Tensor, lengths: Tensor, lam: float = 0.2) -> Tensor:
     return out.to(rewards.dtype)
 
 
-def grpo_advantage(r: Tensor, eps: float) -> Tensor:
+# An estimator sees one group: its rewards (after any shaping), the responses' lengths, and the loss config.
+Estimator = Callable[[Tensor, Tensor, "LossConfig"], Tensor]
+
+
+def grpo_advantage(r: Tensor, lengths: Tensor, c: LossConfig) -> Tensor:
     std = r.std(unbiased=False) if r.numel() > 1 else r.new_zeros(())
-    return torch.where(std > 0, (r - r.mean()) / (std + eps), torch.zeros_like(r))
+    return torch.where(std > 0, (r - r.mean()) / (std + c.eps), torch.zeros_like(r))
 
 
-def drgrpo_advantage(r: Tensor, eps: float) -> Tensor:
+def drgrpo_advantage(r: Tensor, lengths: Tensor, c: LossConfig) -> Tensor:
     return r - r.mean()
 
 
-ADVANTAGES: dict[str, Callable[[Tensor, float], Tensor]] = {"grpo": grpo_advantage, "drgrpo": drgrpo_advantage}
+ADVANTAGES: dict[str, Estimator] = {"grpo": grpo_advantage, "drgrpo": drgrpo_advantage}
 
 
 def mgpo_weight(r: Tensor, lam: float) -> Tensor:
@@ -64,7 +68,7 @@ def group_advantages(rewards: Tensor, groups: list[str], lengths: Tensor, c: Los
         idx = torch.tensor([i for i, x in enumerate(groups) if x == g])
         r = long2short(rewards[idx].double(), lengths[idx], c.long2short_lambda)
         wg = mgpo_weight(rewards[idx], c.mgpo_lambda)  # on the raw (binary) correctness
-        adv[idx] = wg * ADVANTAGES[c.advantage](r, c.eps)
+        adv[idx] = wg * ADVANTAGES[c.advantage](r, lengths[idx], c)
         w[idx] = wg
     return adv.float(), w.float()
 

@@ -1,20 +1,21 @@
-"""The Signal stage: `ssp rl`. One driver, one loop, read top to bottom:
+"""The Signal stage: `ssp rl`. One driver, one loop, read top to bottom (`run_rl`):
 
-    scheduler.sample -> rollout.generate (G each) -> verifier.verify -> learner.step (MGPO advantages)
-    -> rollout.update_weights -> scheduler.record
+    sample -> generate -> verify -> advantages -> train -> publish weights -> record outcomes -> log
 
-The driver does no tensor math and no Redis commands of its own; each lives in its room. It owns the
-run directory: config.yaml, metrics.jsonl, plans/ (the problem ids of each step, so a redone step
-records the same (step, problem, sample) keys and the scheduler never double-counts), checkpoint/,
-eval.json, summary.json and curves.png.
+The first three are the BatchSource (trainer/batch_source.py; `rl.mode` picks sync or one-step-off),
+the advantages are a pure function (trainer/losses.py), training runs on the DeepSpeed learner ranks,
+weights go learner -> engines through the WeightSync seam (never through this process), outcomes go to
+the Redis scheduler. The driver does no tensor math and no Redis commands of its own. It owns the run
+directory: config.yaml, metrics.jsonl, plans/ (the problem ids of each step, so a redone step records
+the same (step, problem, sample) keys and the scheduler never double-counts), checkpoint/, eval.jsonl,
+summary.json and curves.png.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -24,8 +25,9 @@ import yaml
 from tqdm import tqdm
 
 from ssp.config import cfg, to_dict
+from trainer.batch_source import BATCH_SOURCES, RolloutBatch, Timer
 from trainer.data import Problem
-from trainer.eval import evaluate, verify_requests
+from trainer.eval import evaluate
 from trainer.run_log import RunLog, summary_table
 
 
@@ -51,14 +53,6 @@ class RLConfig:
     checkpoint_every: int = cfg(10, "save learner + driver state every N steps (0 = only at the end)", ge=0)
     max_learner_restarts: int = cfg(2, "automatic restarts from the last checkpoint after a learner failure", ge=0)
     tensorboard: bool = cfg(False, "also write TensorBoard scalars (needs the tensorboard package)")
-
-
-class Timer(dict):
-    @contextmanager
-    def __call__(self, key: str):
-        t0 = time.perf_counter()
-        yield
-        self[f"time_{key}"] = self.get(f"time_{key}", 0.0) + time.perf_counter() - t0
 
 
 class Run:
@@ -134,52 +128,67 @@ class Run:
         path.write_text(json.dumps(ids))
         return ids
 
-    def produce(self, step: int) -> tuple[list, list, Timer]:
-        """Sample problems, generate G each, verify: the batch for `step` (plus dynamic-sampling rounds)."""
-        t, G, phase = Timer(), self.rl.group_size, self.phase(step)
-        rollouts, results, ids = [], [], []
+    def produce(self, step: int) -> RolloutBatch:
+        """sample -> generate -> verify: the batch for `step` (plus dynamic-sampling rounds)."""
+        from actors.verifier import requests_for
+
+        b = RolloutBatch(step, {}, [], [], Timer())
+        G, phase = self.rl.group_size, self.phase(step)
         for round_ in range(self.rl.dynamic_sampling_rounds + 1):
-            informative = {r.problem_id for r, v in zip(rollouts, results) if v.reward > 0} & \
-                          {r.problem_id for r, v in zip(rollouts, results) if v.reward <= 0}
+            informative = {r.problem_id for r, v in zip(b.rollouts, b.verdicts) if v.reward > 0} & \
+                          {r.problem_id for r, v in zip(b.rollouts, b.verdicts) if v.reward <= 0}
             need = self.rl.batch_problems - (len(informative) if round_ else 0)
             if need <= 0:
                 break
-            new = self.plan(step, round_, need, set(ids))
-            problems = [self.train[i] for i in new]
-            ids += new
-            with t("generate"):
-                rs = self.rollout.generate([{"id": p.id, "prompt": p.prompt} for p in problems], G,
-                                           {"max_tokens": phase.max_tokens})
-            with t("verify"):
-                results += self.verifier.verify(verify_requests(problems, rs))
-            rollouts += rs
-        return rollouts, results, t
+            problems = [self.train[i] for i in self.plan(step, round_, need, set(b.problems))]
+            b.problems.update((p.id, p) for p in problems)
+            with b.timer("generate"):
+                rs = self.rollout.generate(problems, G, {"max_tokens": phase.max_tokens})
+            with b.timer("verify"):
+                b.verdicts += self.verifier.verify(requests_for(b.problems, rs))
+            b.rollouts += rs
+        return b
 
-    def train_on(self, step: int, rollouts: list, results: list, t: Timer) -> dict:
+    def advantages(self, b: RolloutBatch) -> tuple[list[float], list[float]]:
+        """Per-rollout MGPO-weighted group advantage A' = w*A, and w (a pure function of the rewards)."""
+        import torch
+
+        from trainer.losses import group_advantages
+
+        adv, w = group_advantages(torch.tensor([v.reward for v in b.verdicts]), [r.problem_id for r in b.rollouts],
+                                  torch.tensor([len(r.response_ids) for r in b.rollouts]), self.conf.learner.loss)
+        return adv.tolist(), w.tolist()
+
+    def train(self, b: RolloutBatch, adv: list[float], w: list[float]) -> dict:
+        """One learner step on the batch (groups whose advantages are all zero are skipped)."""
         samples = [{"prompt_ids": r.prompt_ids, "response_ids": r.response_ids, "rollout_logprobs": r.logprobs,
-                    "reward": v.reward, "group": r.problem_id, "weight_version": r.weight_version}
-                   for r, v in zip(rollouts, results)]
-        with t("train"):
-            m = self.learner.step(samples)
-        with t("sync"):
-            self.rollout.update_weights(self.learner.state_dict(), version=step + 1)
-        self.scheduler(step).record(
-            step, [(r.problem_id, r.sample_idx, v.reward > 0) for r, v in zip(rollouts, results)])
-        return m
+                    "reward": v.reward, "group": r.problem_id, "weight_version": r.weight_version,
+                    "advantage": a, "mgpo_w": wi}
+                   for r, v, a, wi in zip(b.rollouts, b.verdicts, adv, w)]
+        with b.timer("train"):
+            return self.learner.step(samples)
 
-    def record(self, step: int, rollouts: list, results: list, m: dict, t: Timer) -> dict:
-        lens = [len(r.response_ids) for r in rollouts]
-        wall = sum(t.values())
-        rec = {"step": step, "phase": self.phase(step).name, "samples": len(rollouts),
-               "reward_mean": sum(v.reward for v in results) / len(results),
-               "pass_rate": sum(v.reward > 0 for v in results) / len(results),
-               "zero_adv_frac": m.get("skipped_frac", 0.0), "w_mean": m.get("w_mean", 0.0),
-               "entropy": m.get("entropy", 0.0), "clip_frac": m.get("clip_frac", 0.0),
-               "approx_kl": m.get("approx_kl", 0.0), "loss": m.get("loss", 0.0),
+    def publish_weights(self, version: int, timer: Timer | None = None) -> None:
+        """learner rank 0 -> object store -> engines (WeightSync); this process holds only the handle."""
+        with (timer or Timer())("sync"):
+            self.rollout.update_weights(self.learner.publish_weights(self.conf.rollout.weight_sync), version)
+
+    def record_outcomes(self, b: RolloutBatch) -> None:
+        """Each sample's correctness to the scheduler (idempotent per (step, problem, sample))."""
+        self.scheduler(b.step).record(
+            b.step, [(r.problem_id, r.sample_idx, v.reward > 0) for r, v in zip(b.rollouts, b.verdicts)])
+
+    def log_step(self, b: RolloutBatch, m: dict, wall_s: float) -> dict:
+        """metrics.jsonl (with a wall-clock time), Ray gauges, TensorBoard; every learner metric included."""
+        lens = [len(r.response_ids) for r in b.rollouts]
+        rec = {"step": b.step, "time": time.time(), "phase": self.phase(b.step).name, "samples": len(b.rollouts),
+               "reward_mean": sum(v.reward for v in b.verdicts) / len(b.verdicts),
+               "pass_rate": sum(v.reward > 0 for v in b.verdicts) / len(b.verdicts),
+               **m, "zero_adv_frac": m.get("skipped_frac", 0.0),
                "len_mean": sum(lens) / len(lens), "len_max": max(lens),
-               "trunc_frac": sum(r.finish_reason == "length" for r in rollouts) / len(rollouts),
-               "staleness": step - min(r.weight_version for r in rollouts),
-               "tokens_per_s": sum(lens) / max(wall, 1e-9), **t}
+               "trunc_frac": sum(r.finish_reason == "length" for r in b.rollouts) / len(b.rollouts),
+               "staleness": b.step - min(r.weight_version for r in b.rollouts),
+               "step_wall_s": wall_s, "tokens_per_s": sum(lens) / max(wall_s, 1e-9), **b.timer}
         self.log.log(rec)
         return rec
 
@@ -193,7 +202,7 @@ class Run:
 
         ckpt = find_checkpoint(self.dir / "checkpoint")
         step = self.learner.load_checkpoint(ckpt)["step"] if ckpt else 0
-        self.rollout.update_weights(self.learner.state_dict(), version=step)
+        self.publish_weights(step)
         self.log.truncate(step)
         return step
 
@@ -212,8 +221,10 @@ class Run:
         return self.restore()
 
     def evaluate(self, step: int) -> dict:
+        t0 = time.perf_counter()
         res = evaluate(self.rollout, self.verifier, self.held, self.rl.eval_k,
                        {"max_tokens": self.phase(max(step - 1, 0)).max_tokens})
+        res.update(time=time.time(), duration_s=time.perf_counter() - t0)
         with (self.dir / "eval.jsonl").open("a") as f:
             f.write(json.dumps({"step": step, **res}) + "\n")
         return res
@@ -241,32 +252,34 @@ def run_rl(conf, run_dir: Path, train: list[Problem], held: list[Problem], polic
         if not resume:
             run.log.log({"step": -1, "eval_pass1": before["pass1"]})  # before step 0
         bar = tqdm(total=run.total_steps, initial=step, desc="rl", dynamic_ncols=True, mininterval=1)
-        pool = run.stack.enter_context(ThreadPoolExecutor(1))  # the look-ahead generator (one-step-off)
-        ahead = None
+        source = BATCH_SOURCES[run.rl.mode](
+            run.produce, lambda s: s < run.total_steps and run.phase(s) is run.phase(s - 1))
+        run.stack.callback(source.close)
         while step < run.total_steps:
-            dropped = run.prefilter(step) if ahead is None else None
+            dropped = run.prefilter(step)
             if dropped is not None:
                 run.log.log({"step": step, "prefiltered": dropped})
                 tqdm.write(f"rl: phase '{run.phase(step).name}' starts; prefilter dropped {dropped} problems at 0 or 1")
+            t0 = time.perf_counter()
             try:
-                rollouts, results, t = ahead.result() if ahead else run.produce(step)
-                ahead = None
-                if run.rl.mode == "one-step-off" and step + 1 < run.total_steps and run.phase(step + 1) is run.phase(step):
-                    ahead = pool.submit(run.produce, step + 1)  # generates on the current weights while we train
-                m = run.train_on(step, rollouts, results, t)
-                rec = run.record(step, rollouts, results, m, t)
+                batch = source.next(step)                      # sample -> generate -> verify
+                adv, w = run.advantages(batch)                 # MGPO-weighted group advantages
+                metrics = run.train(batch, adv, w)             # DeepSpeed step on the learner ranks
+                run.publish_weights(step + 1, batch.timer)     # learner -> engines, in place
+                run.record_outcomes(batch)                     # per-problem pass rates to the scheduler
+                rec = run.log_step(batch, metrics, time.perf_counter() - t0)  # metrics.jsonl, gauges
                 every = run.rl.checkpoint_every
                 if step + 1 == run.total_steps or (every and (step + 1) % every == 0):
                     run.checkpoint(step + 1)  # a look-ahead batch in flight is fine: its plan makes a redo identical
             except ray.exceptions.RayActorError as e:  # a learner rank died, in the step or in the checkpoint
-                ahead = _drain(ahead)
+                source.drain()
                 step = run.restart_learner(e)
                 bar.n = step
                 continue
             step += 1
             if run.rl.eval_every and step % run.rl.eval_every == 0 and step < run.total_steps:
                 rec["eval_pass1"] = run.evaluate(step)["pass1"]
-                run.log.log({"step": step - 1, "eval_pass1": rec["eval_pass1"]})
+                run.log.log({"step": step - 1, "eval_pass1": rec["eval_pass1"], "time": time.time()})
             bar.update(1)
             bar.set_postfix(reward=f"{rec['reward_mean']:.2f}", zero_adv=f"{rec['zero_adv_frac']:.2f}",
                             len=f"{rec['len_mean']:.0f}", eval=f"{rec.get('eval_pass1', float('nan')):.2f}")
@@ -277,16 +290,6 @@ def run_rl(conf, run_dir: Path, train: list[Problem], held: list[Problem], polic
         return finish(run, before, after, t_start)
     finally:
         run.close()
-
-
-def _drain(ahead):
-    """Wait out a look-ahead batch (its results are discarded; its plan file makes the redo identical)."""
-    if ahead is not None:
-        try:
-            ahead.result()
-        except Exception:
-            pass
-    return None
 
 
 def finish(run: Run, before: dict, after: dict, t_start: float) -> dict:
@@ -306,8 +309,7 @@ def finish(run: Run, before: dict, after: dict, t_start: float) -> dict:
     (run.dir / "summary.json").write_text(json.dumps(summary, indent=2))
     png = run.log.plot(run.dir / "curves.png")
     show = run.held[:: max(1, len(run.held) // 4)][:4]
-    for p, r in zip(show, run.rollout.generate([{"id": p.id, "prompt": p.prompt} for p in show], 1,
-                                               {"temperature": 0.0})):
+    for p, r in zip(show, run.rollout.generate(show, 1, {"temperature": 0.0})):
         tqdm.write(f"  {p.prompt[:48]!r:52s} gold={p.answer or 'tests'!s:8s} -> {r.text[:70]!r}")
     print(summary_table(summary))
     print(f"plots: {png}\nsummary: {run.dir / 'summary.json'}\nmetrics: {run.log.path}")

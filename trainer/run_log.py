@@ -25,6 +25,15 @@ STEP_METRICS = {
     "time_sync": "seconds pushing weights to the engines",
     "tokens_per_s": "generated tokens per second of step wall time",
     "staleness": "learner version minus the version that generated the batch",
+    "step_wall_s": "seconds of the whole step (one-step-off: its generation overlapped the previous step)",
+    "w_std": "std of the MGPO weight w over samples",
+    "adv_abs_mean": "mean |advantage| over samples",
+    "grad_norm": "global gradient norm before clipping",
+    "lr": "learning rate",
+    "tokens": "response tokens trained on",
+    "stepped": "1 if the optimizer stepped (0: every group had zero advantage)",
+    "skipped_frac": "share of samples skipped (zero-advantage groups)",
+    "weight_version_min": "oldest weight version in the batch",
 }
 PLOTS = ("reward_mean", "pass_rate", "zero_adv_frac", "len_mean", "eval_pass1")
 
@@ -57,7 +66,7 @@ class RunLog:
         self._gauges(record)
         if self.tb is not None:
             for k, v in record.items():
-                if isinstance(v, int | float) and k != "step":
+                if isinstance(v, int | float) and k not in ("step", "time"):
                     self.tb.add_scalar(k, v, record["step"])
 
     def _gauges(self, record: dict) -> None:
@@ -67,7 +76,7 @@ class RunLog:
         if not ray.is_initialized():
             return
         for k, v in record.items():
-            if not isinstance(v, int | float) or k == "step":
+            if not isinstance(v, int | float) or k in ("step", "time"):
                 continue
             if k not in self.gauges:
                 self.gauges[k] = metrics.Gauge(gauge_name(k), STEP_METRICS.get(k, k))
