@@ -265,6 +265,7 @@ class LearnerGroup:
         addr, port = ray.get(self.workers[0].address.remote())
         ray.get([w.setup.remote(addr, port) for w in self.workers])
         self.pad_id = AutoTokenizer.from_pretrained(self.model_path).pad_token_id or 0
+        self.lr = config.lr if config.warmup_steps == 0 else 0.0  # the learning rate of the last step
 
     def step(self, samples: list[dict[str, Any]]) -> dict[str, float]:
         """One rollout batch -> `ppo_epochs` optimizer steps. Groups with all-zero advantages are skipped."""
@@ -274,15 +275,16 @@ class LearnerGroup:
                                "w_mean": b.mgpo_w.mean().item(), "w_std": b.mgpo_w.std(unbiased=False).item(),
                                "adv_abs_mean": b.advantages.abs().mean().item(),
                                "weight_version_min": float(min(s["weight_version"] for s in samples))}
-        if not b.keep:
+        if not b.keep:  # nothing to learn from: no optimizer step, the lr stays where it was
             return {**m, "loss": 0.0, "tokens": 0.0, "grad_norm": 0.0, "entropy": 0.0, "clip_frac": 0.0,
-                    "approx_kl": 0.0, "stepped": 0.0}
+                    "approx_kl": 0.0, "stepped": 0.0, "lr": self.lr}
         plan = plan_micro_batches(lengths, b.keep, self.c.micro_batch_tokens, len(self.workers))
         ref = ray.put(b)
         parts = gather([w.train.remote(ref, p) for w, p in zip(self.workers, plan)])
         tokens = sum(p["tokens"] for p in parts)
+        self.lr = parts[0]["lr"]
         m.update(loss=sum(p["loss"] for p in parts), tokens=tokens, grad_norm=parts[0]["grad_norm"],
-                 lr=parts[0]["lr"], stepped=1.0)
+                 lr=self.lr, stepped=1.0)
         for k in ("clip_frac", "approx_kl", "entropy"):
             m[k] = sum(p[k] for p in parts) / max(tokens, 1.0)
         return m

@@ -112,11 +112,9 @@ def test_eval_answers_verify_against_themselves(checkers, shared_dir):
             rec = json.loads(line)
             items.append((rec["id"], rec["answer"]))
     assert len(items) > 1900
-    t0 = time.perf_counter()
     results = _check_all(checkers, [(f"<think>work</think>Final: \\boxed{{{a}}}", a) for _, a in items])
     bad = [(i, a, r.reason) for (i, a), r in zip(items, results) if r.reward != 1.0]
     assert not bad, bad[:20]
-    assert time.perf_counter() - t0 < 60
 
 
 def test_timeout_kills_helper_and_recovers():

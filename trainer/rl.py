@@ -64,7 +64,7 @@ class Run:
         from actors.verifier import VerifierPool
 
         self.conf, self.dir, self.rl, self.policy = conf, run_dir, conf.rl, policy
-        self.train = {p.id: p for p in train}
+        self.train_problems = {p.id: p for p in train}
         every = -(-len(held) // self.rl.eval_max_problems) if self.rl.eval_max_problems else 1  # ceil
         self.held = held[::every][: self.rl.eval_max_problems or None]  # a stratified subset
         self.log = RunLog(run_dir, self.rl.tensorboard)
@@ -91,7 +91,7 @@ class Run:
         data_dir = self.dir / "redis"
         s = self.stack.enter_context(open_scheduler(f"{self.dir.name}-{self.pool(phase)}", self.conf.scheduler,
                                                     data_dir, own_server=True))
-        pool = [p for p in self.train.values() if not phase.subdomains or p.subdomain in phase.subdomains]
+        pool = [p for p in self.train_problems.values() if not phase.subdomains or p.subdomain in phase.subdomains]
         if not pool:
             raise ValueError(f"rl.phases '{phase.name}': no training problems in subdomains {phase.subdomains}")
         s.register(pool)
@@ -140,7 +140,7 @@ class Run:
             need = self.rl.batch_problems - (len(informative) if round_ else 0)
             if need <= 0:
                 break
-            problems = [self.train[i] for i in self.plan(step, round_, need, set(b.problems))]
+            problems = [self.train_problems[i] for i in self.plan(step, round_, need, set(b.problems))]
             b.problems.update((p.id, p) for p in problems)
             with b.timer("generate"):
                 rs = self.rollout.generate(problems, G, {"max_tokens": phase.max_tokens})

@@ -1,0 +1,50 @@
+"""The one source of the process environment the project's processes need (drivers, Ray workers, jobs).
+
+`process_env()` is what every process gets; `learner_env(device)` adds the learner ranks' own. The CLI and
+the test suite `apply()` it to themselves, the Ray cluster passes it to its workers as a runtime env, and
+`python -m cluster.env --runtime-env` prints it for `ray job submit` (cluster/jobs/submit.sh). Values
+already set in the environment win, so a user can override any of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+# vLLM's CPU backend: no OpenMP thread pinning (cores are shared with the learner), the engine in this
+# process (starts in seconds), a 1 GiB KV cache unless engine.kv_cache_gib says otherwise.
+_BASE = {
+    "TOKENIZERS_PARALLELISM": "false",
+    "VLLM_CPU_OMP_THREADS_BIND": "nobind",
+    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+    "VLLM_CPU_KVCACHE_SPACE": "1",
+}
+
+
+def process_env() -> dict[str, str]:
+    """The variables every process of a run needs, with the caller's own values taking precedence."""
+    return {k: os.environ.get(k, v) for k, v in _BASE.items()}
+
+
+def learner_env(device: str) -> dict[str, str]:
+    """A learner rank's: one OpenMP thread per rank, DeepSpeed's accelerator from `learner.device`."""
+    return {**process_env(), "OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cuda" if device == "cuda" else "cpu"}
+
+
+def apply() -> None:
+    """Set the variables in this process (only those not already set)."""
+    for k, v in _BASE.items():
+        os.environ.setdefault(k, v)
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--runtime-env"]:  # the JSON `ray job submit --runtime-env-json` takes
+        print(json.dumps({"env_vars": process_env(), "excludes": [".venv", "runs", "artifacts", ".git"]}))
+    else:
+        print("\n".join(f"export {k}={v}" for k, v in process_env().items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
