@@ -2,10 +2,7 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-export VLLM_CPU_OMP_THREADS_BIND ?= nobind
-export VLLM_CPU_KVCACHE_SPACE ?= 1
-export VLLM_ENABLE_V1_MULTIPROCESSING ?= 0
-export TOKENIZERS_PARALLELISM ?= false
+# Process env vars come from cluster/env.py (the CLI and the tests apply it), not from here.
 
 .PHONY: install test demo bench lint clean
 

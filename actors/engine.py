@@ -39,11 +39,13 @@ class SamplingConfig:
 
 
 def set_engine_env(config: EngineConfig) -> None:
-    """Process env that vLLM reads at import/engine start; call before the engine is built."""
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(config.kv_cache_gib))
-    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
-    if config.in_process:
-        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    """Process env that vLLM reads at import/engine start; call before the engine is built. The common part
+    comes from cluster/env.py; the engine config decides the KV cache size and in-process mode."""
+    from cluster.env import apply
+
+    apply()
+    os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(config.kv_cache_gib)
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if config.in_process else "1"
 
 
 def make_llm(model_path: str, config: EngineConfig):

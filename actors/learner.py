@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from actors.learner_config import LearnerConfig, LossConfig
+from cluster.env import learner_env
 from trainer.losses import group_advantages, policy_loss, token_weights
 
 
@@ -254,8 +255,7 @@ class LearnerGroup:
         bundle = {"CPU": 1, "GPU": 1} if gpu else {"CPU": 1}
         self.pg = placement_group([bundle] * n, strategy="PACK")
         ray.get(self.pg.ready())
-        env = {"OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cuda" if gpu else "cpu",
-               "TOKENIZERS_PARALLELISM": "false"}
+        env = learner_env(config.device)
         actor = ray.remote(LearnerWorker)
         self.workers = [
             actor.options(num_cpus=1, num_gpus=1 if gpu else 0, runtime_env={"env_vars": env},

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import sys
 import tempfile
 import time
+from pathlib import Path
 
-os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from cluster.env import apply  # noqa: E402
+
+apply()
 
 
 def tok_s(fn, repeats: int = 2) -> float:

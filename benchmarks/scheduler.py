@@ -15,7 +15,8 @@ import time
 import numpy as np
 
 from cluster.redis_server import RedisServer
-from cluster.scheduler import ProblemScheduler, SchedulerConfig, simulate
+from cluster.scheduler import ProblemScheduler, SchedulerConfig
+from cluster.scheduler_sim import record_many, simulate
 
 
 def populate(url: str, run: str, n: int, seed: int = 0) -> tuple[ProblemScheduler, dict[str, float]]:
@@ -28,7 +29,7 @@ def populate(url: str, run: str, n: int, seed: int = 0) -> tuple[ProblemSchedule
     for start in range(0, n, 4096):
         part = ids[start:start + 4096]
         wins = rng.random((len(part), 8)) < np.array([true_p[i] for i in part])[:, None]
-        s.record_many([(0, [(pid, g, bool(wins[k, g])) for k, pid in enumerate(part) for g in range(8)])])
+        record_many(s, [(0, [(pid, g, bool(wins[k, g])) for k, pid in enumerate(part) for g in range(8)])])
     return s, true_p
 
 
@@ -45,7 +46,7 @@ def bench_updates(url: str, n: int = 10_000, rounds: int = 20, per_round: int = 
             wins = rng.random((batch, group)) < 0.5
             batches.append((1 + r * per_round + b,
                             [(f"upd-{i}", g, bool(wins[k, g])) for k, i in enumerate(ids) for g in range(group)]))
-        total += s.record_many(batches)
+        total += record_many(s, batches)
     return total / (time.perf_counter() - t0)
 
 

@@ -13,12 +13,12 @@ import os
 import sys
 
 # vLLM's CPU backend: no OpenMP thread pinning (cores are shared with the learner), the engine in this
-# process (starts in seconds), a 1 GiB KV cache unless engine.kv_cache_gib says otherwise.
+# process (starts in seconds; engine.in_process=false turns it off). VLLM_CPU_KVCACHE_SPACE comes from
+# engine.kv_cache_gib (actors/engine.py set_engine_env), not from here.
 _BASE = {
     "TOKENIZERS_PARALLELISM": "false",
     "VLLM_CPU_OMP_THREADS_BIND": "nobind",
     "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
-    "VLLM_CPU_KVCACHE_SPACE": "1",
 }
 
 

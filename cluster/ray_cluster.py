@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import ray
 
+from cluster.env import process_env
 from ssp.config import cfg
 
 
@@ -25,7 +26,7 @@ def connect(config: ClusterConfig) -> dict:
     if ray.is_initialized():
         ctx = ray.get_runtime_context()
         return {"address": ctx.gcs_address, "dashboard_url": _dashboard_url(), "metrics_export_port": None}
-    env = {"env_vars": {"TOKENIZERS_PARALLELISM": "false", "VLLM_CPU_OMP_THREADS_BIND": "nobind"}}
+    env = {"env_vars": process_env()}
     if config.address or os.environ.get("RAY_ADDRESS"):
         info = ray.init(address=config.address, runtime_env=env, log_to_driver=False)
     else:

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import math
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 import redis
@@ -28,7 +27,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ssp.config import cfg
-from trainer.data import iter_jsonl
+from trainer.metrics import kl_to_half
 
 T = TypeVar("T")
 
@@ -69,20 +68,6 @@ class SchedulerConfig:
 
 class SchedulerUnavailable(RuntimeError):
     """Redis could not be reached after retries; the message says what to do."""
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """One verified sample: problem, index within its group, correct or not."""
-
-    problem_id: str
-    sample_idx: int
-    correct: bool
-
-
-def kl_to_half(p: float) -> float:
-    """KL(Bernoulli(p) || Bernoulli(0.5)) in nats."""
-    return sum(q * math.log(2 * q) for q in (p, 1 - p) if q > 0)
 
 
 def priority(p: float, kind: str, lam: float) -> float:
@@ -161,6 +146,17 @@ def _problem_fields(p: Any) -> tuple[str, str]:
     return str(p.id), str(getattr(p, "subdomain", "") or "")
 
 
+class TaskScheduler(Protocol):
+    """The calls the RL loop makes on a scheduler. Another store (in memory, SQL, a service) is one class
+    with these; `ProblemScheduler` (Redis, below) is the one this project ships."""
+
+    def register(self, problems: Iterable[Any]) -> int: ...
+    def sample(self, n: int, step: int | None = None) -> list[str]: ...
+    def record(self, step: int, results: Iterable[Any]) -> int: ...
+    def prefilter(self) -> int: ...
+    def stats(self) -> dict[str, Any]: ...
+
+
 class ProblemScheduler:
     """Per-problem pass rates of one run in Redis. Picklable (reconnects after unpickling)."""
 
@@ -205,9 +201,9 @@ class ProblemScheduler:
                     where = f"{kw.get('host', '?')}:{kw.get('port', '?')}"
                     raise SchedulerUnavailable(
                         f"scheduler: Redis at {where} refused the connection ({type(e).__name__}: {e}) "
-                        f"after {c.retries} retries over {time.monotonic() - start:.1f}s; start it with "
-                        f"`ssp cluster up` (or restart the run, which starts the embedded server on "
-                        f"its data dir), or set scheduler.redis_url") from e
+                        f"after {c.retries} retries over {time.monotonic() - start:.1f}s; resume the run "
+                        f"(`ssp rl --resume RUN_DIR` starts the embedded server on its data dir again), "
+                        f"or point scheduler.redis_url at a running Redis") from e
                 time.sleep(delay)
                 delay = min(delay * 2, c.retry_cap_s)
         raise AssertionError("unreachable")
@@ -264,20 +260,6 @@ class ProblemScheduler:
         A result already recorded for the same (step, problem, sample) is ignored, so retries are safe."""
         args = self._record_args(step, results)
         applied = int(self._call(lambda: self._run("record", args)))
-        self._after_record(applied)
-        return applied
-
-    def record_many(self, batches: Iterable[tuple[int, Iterable[Any]]]) -> int:
-        """Record several (step, results) batches in one pipelined round trip; each batch stays atomic."""
-        all_args = [self._record_args(step, results) for step, results in batches]
-
-        def go() -> list[Any]:
-            pipe = self.client.pipeline(transaction=False)
-            for args in all_args:
-                self._run("record", args, client=pipe)
-            return pipe.execute()
-
-        applied = sum(int(x) for x in self._call(go))
         self._after_record(applied)
         return applied
 
@@ -368,44 +350,6 @@ class ProblemScheduler:
                                "correct": int(h["c"]), "ema": float(h["ema"]) if h.get("ema") else None,
                                "last_step": int(h["last"]), "band": h["band"]}
 
-    # --- export / import --------------------------------------------------------------------------
-    def export(self, path: str | Path) -> int:
-        """Write a meta line and one JSON line per problem; returns the number of problems."""
-        meta = self._call(lambda: self.client.hgetall(self._prefix() + "M"))
-        n = 0
-        with open(path, "w") as f:
-            f.write(json.dumps({"type": "meta", "dataset": self.fingerprint, "counters": {
-                k: int(v) for k, v in meta.items() if k != "layout"}}) + "\n")
-            for row in self.problems():
-                f.write(json.dumps({"type": "problem", "dataset": self.fingerprint, **row}) + "\n")
-                n += 1
-        return n
-
-    def import_(self, path: str | Path, chunk: int = 2000) -> dict[str, int]:
-        """Restore an export. Every line is validated before anything is written; rows never lower counts."""
-        metas, rows = _parse_export(Path(path))
-        written = kept = 0
-        prev = self.fingerprint
-        for fp in sorted({r["dataset"] for r in rows} | {m["dataset"] for m in metas}):
-            self.fingerprint = fp
-            self._call(lambda fp=fp: self.client.sadd(self._datasets_key(), fp))
-            mine = [r for r in rows if r["dataset"] == fp]
-            c = self.config
-            for s in range(0, len(mine), chunk):
-                args: list[Any] = [self._layout(), c.bands, c.alpha, c.beta, c.min_attempts]
-                for r in mine[s:s + chunk]:
-                    args += [r["id"], r["subdomain"], r["attempts"], r["correct"],
-                             "" if r["ema"] is None else f"{r['ema']:.6f}", r["last_step"],
-                             int(r["band"] == "x")]
-                w, k = self._call(lambda args=args: self._run("import", args))
-                written, kept = written + int(w), kept + int(k)
-            for m in metas:
-                if m["dataset"] == fp and m["counters"]:
-                    args = [x for kv in m["counters"].items() for x in kv]
-                    self._call(lambda args=args: self._run("meta_max", args))
-        self.fingerprint = prev or self.fingerprint
-        return {"written": written, "kept": kept}
-
     # --- metrics ----------------------------------------------------------------------------------
     def _after_record(self, applied: int) -> None:
         self._applied += applied
@@ -435,33 +379,6 @@ class ProblemScheduler:
         return True
 
 
-_FIELDS: dict[str, tuple[type, ...]] = {"id": (str,), "subdomain": (str,), "attempts": (int,),
-                                        "correct": (int,), "last_step": (int,), "band": (str,),
-                                        "dataset": (str,)}
-
-
-def _parse_export(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Parse and check every line of an export; raise ValueError naming file, line and field."""
-    metas, rows = [], []
-    for where, d in iter_jsonl(path):
-        if d.get("type") == "meta":
-            if not isinstance(d.get("dataset"), str) or not isinstance(d.get("counters"), dict) or not all(
-                    isinstance(v, int) and v >= 0 for v in d["counters"].values()):
-                raise ValueError(f"{where}: field 'counters'/'dataset' of the meta line is malformed")
-            metas.append(d)
-            continue
-        for key, types in _FIELDS.items():
-            v = d.get(key)
-            if not isinstance(v, types) or isinstance(v, bool):
-                raise ValueError(f"{where}: field '{key}' must be {types[0].__name__}, got {v!r}")
-        if d["attempts"] < 0 or not 0 <= d["correct"] <= d["attempts"]:
-            raise ValueError(f"{where}: field 'correct' must be in 0..attempts, got {d['correct']!r}")
-        if d.get("ema") is not None and not isinstance(d["ema"], int | float):
-            raise ValueError(f"{where}: field 'ema' must be a number or null, got {d['ema']!r}")
-        rows.append(d)
-    return metas, rows
-
-
 @contextlib.contextmanager
 def open_scheduler(run: str, config: SchedulerConfig | None = None, data_dir: str | Path | None = None,
                    own_server: bool = False) -> Iterator[ProblemScheduler]:
@@ -485,19 +402,3 @@ def open_scheduler(run: str, config: SchedulerConfig | None = None, data_dir: st
             yield s
         finally:
             s.close()
-
-
-def simulate(sched: ProblemScheduler, true_p: dict[str, float], steps: int, batch: int, group: int = 8,
-             seed: int = 0) -> dict[str, float]:
-    """Train-loop stand-in: sample, draw `group` Bernoulli(true p) outcomes per problem, record; repeat.
-
-    Returns the zero-advantage group share and the mean |true p - 0.5| of the sampled problems."""
-    rng = np.random.default_rng(seed)
-    dist = []
-    for step in range(steps):
-        ids = sched.sample(batch, step=step, rng=rng)
-        wins = rng.random((len(ids), group)) < np.array([true_p[i] for i in ids])[:, None]
-        sched.record(step, [(pid, g, bool(wins[k, g])) for k, pid in enumerate(ids) for g in range(group)])
-        dist += [abs(true_p[i] - 0.5) for i in ids]
-    s = sched.stats()
-    return {"zero_adv_frac": s["zero_adv_frac"], "mean_dist_from_half": float(np.mean(dist))}

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from cluster.scheduler import ProblemScheduler, SchedulerConfig, open_scheduler, p_hat
+from cluster.scheduler_io import export, import_
 
 
 def register_cli(sub: Any) -> None:
@@ -32,9 +33,9 @@ def _cli(args: argparse.Namespace) -> int:
     config = SchedulerConfig(redis_url=args.redis_url)
     with open_scheduler(args.run, config, data_dir=args.data_dir) as s:
         if args.scheduler_cmd == "export":
-            print(f"exported {s.export(args.out)} problems to {args.out}")
+            print(f"exported {export(s, args.out)} problems to {args.out}")
         elif args.scheduler_cmd == "import":
-            r = s.import_(args.inp)
+            r = import_(s, args.inp)
             print(f"imported {args.inp}: {r['written']} written, {r['kept']} kept (stored state had more attempts)")
         else:
             _print_stats(s, args.png or f"{args.run}_scheduler_hist.png")

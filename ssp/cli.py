@@ -174,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from cluster.env import apply
+
+    apply()  # the process env every command's workers inherit (cluster/env.py)
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

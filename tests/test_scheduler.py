@@ -12,13 +12,14 @@ import pytest
 
 from cluster.redis_server import RedisServer
 from cluster.scheduler import (
-    Outcome,
     ProblemScheduler,
     SchedulerConfig,
     SchedulerUnavailable,
     dataset_fingerprint,
 )
 from cluster.scheduler_cli import register_cli
+from cluster.scheduler_io import export, import_
+from cluster.scheduler_sim import Outcome, record_many
 
 DEBIAN = "/usr/bin/redis-server"
 
@@ -68,7 +69,7 @@ def test_retried_batch_is_not_double_counted(server):
     batch = [(f"q{i}", g, g % 2 == 0) for i in range(4) for g in range(8)]
     assert s.record(1, batch) == 32
     assert s.record(1, batch) == 0                       # retry of the same batch
-    assert s.record_many([(1, batch), (2, batch[:8])]) == 8  # only step 2 is new
+    assert record_many(s, [(1, batch), (2, batch[:8])]) == 8  # only step 2 is new
     assert _row(s, "q0") == {**_row(s, "q0"), "a": "16", "c": "8"}
     st = s.stats()
     assert st["updates"] == 40 and st["groups"] == 5 and st["zero_adv_groups"] == 0
@@ -174,15 +175,15 @@ def test_export_import_roundtrip_and_malformed_lines(server, tmp_path):
     s = _sched(server, "exp", n=5)
     s.record(1, [(f"q{i}", g, g < i) for i in range(5) for g in range(4)])
     out = tmp_path / "state.jsonl"
-    assert s.export(out) == 5
+    assert export(s, out) == 5
     t = ProblemScheduler(server.url, "exp-copy")
-    assert t.import_(out) == {"written": 5, "kept": 0}
+    assert import_(t, out) == {"written": 5, "kept": 0}
     assert sorted(t.problems(), key=lambda r: r["id"]) == sorted(s.problems(), key=lambda r: r["id"])
     assert t.stats()["updates"] == 20 and t.sample(5, seed=0)
     assert t.cells() == s.cells() == {"algebra": (20, 10)}  # the subdomain's counts (the cell prior) too
     # a later import of an older dump keeps what was recorded since
     t.record(2, [("q1", 0, True)])
-    assert t.import_(out) == {"written": 0, "kept": 5}
+    assert import_(t, out) == {"written": 0, "kept": 5}
     assert _row(t, "q1")["a"] == "5" and t.cells() == {"algebra": (21, 11)}
     lines = out.read_text().splitlines()
     bad = json.loads(lines[3])
@@ -191,7 +192,7 @@ def test_export_import_roundtrip_and_malformed_lines(server, tmp_path):
     broken.write_text("\n".join(lines[:3] + [json.dumps(bad)] + lines[4:]) + "\n")
     before = sorted(t.problems(), key=lambda r: r["id"])
     with pytest.raises(ValueError, match=rf"{broken}:4: field 'attempts' must be int"):
-        t.import_(broken)
+        import_(t, broken)
     assert sorted(t.problems(), key=lambda r: r["id"]) == before
 
 

@@ -12,11 +12,11 @@ from cluster.scheduler import (
     ProblemScheduler,
     SchedulerConfig,
     band_weights,
-    kl_to_half,
     priority,
-    simulate,
     unseen_weight,
 )
+from cluster.scheduler_sim import simulate
+from trainer.metrics import kl_to_half
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from actors.learner_config import ADVANTAGE_NAMES, AGGREGATION_NAMES, KL_NAMES, LossConfig  # noqa: F401
+from trainer.metrics import kl_to_half
 
 # ---- rewards -> advantages ---------------------------------------------------------------------------
 
@@ -55,8 +56,7 @@ ADVANTAGES: dict[str, Estimator] = {"grpo": grpo_advantage, "drgrpo": drgrpo_adv
 
 def mgpo_weight(r: Tensor, lam: float) -> Tensor:
     """w = exp(-lam * D_ME), D_ME = KL(Bernoulli(p_c) || Bernoulli(0.5)), p_c = share of r == 1."""
-    p = (r == 1).double().mean()
-    d = sum(q * math.log(q / 0.5) for q in (p.item(), 1 - p.item()) if q > 0)  # 0*log 0 = 0
+    d = kl_to_half((r == 1).double().mean().item())  # the scheduler's priority uses the same function
     return torch.tensor(math.exp(-lam * d), dtype=torch.float64)
 
 

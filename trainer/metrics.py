@@ -1,9 +1,16 @@
-"""Pure evaluation metrics: unbiased pass@k, Pass@1 of k samples, cons@k (majority vote)."""
+"""Pure metrics: unbiased pass@k, Pass@1 of k samples, cons@k (majority vote), KL to a fair coin."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from math import comb
+
+
+def kl_to_half(p: float) -> float:
+    """KL(Bernoulli(p) || Bernoulli(0.5)) in nats: MGPO's entropy deviation D_ME, used by the loss's weight
+    and by the scheduler's priority."""
+    return sum(q * math.log(2 * q) for q in (p, 1 - p) if q > 0)
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

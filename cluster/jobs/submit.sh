@@ -8,5 +8,5 @@ ADDRESS=${1:?Ray dashboard address, e.g. http://127.0.0.1:8265}; CONFIG=${2:?con
 # Ray 2.60 heads require a token; send ~/.ray/auth_token (or RAY_AUTH_TOKEN) when there is one.
 if [ -f "$HOME/.ray/auth_token" ] || [ -n "${RAY_AUTH_TOKEN:-}" ]; then export RAY_AUTH_MODE=${RAY_AUTH_MODE:-token}; fi
 exec .venv/bin/ray job submit --address "$ADDRESS" --working-dir . \
-  --runtime-env-json '{"env_vars": {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "TOKENIZERS_PARALLELISM": "false"}, "excludes": [".venv", "runs", "artifacts", ".git"]}' \
+  --runtime-env-json "$(.venv/bin/python -m cluster.env --runtime-env)" \
   -- python -m ssp.cli rl --config "$CONFIG" "$@"
