@@ -115,7 +115,7 @@ def test_ensure_model_rebuilds_a_tiny_model_built_from_other_settings(tmp_path):
     a model directory without our marker file (e.g. a real checkpoint) is left alone."""
     from ssp.config import load_config
     from ssp.tree import SSPConfig
-    from trainer.generate import ensure_model
+    from trainer.tiny_model import ensure_model
 
     path = tmp_path / "tiny"
     small = ["model.tiny.hidden_size=64", "model.tiny.num_heads=2", "model.tiny.num_kv_heads=1",

@@ -2,30 +2,10 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict
-from pathlib import Path
-
 from actors.engine import make_llm, sampling_params
 from trainer import toy_tasks
 from trainer.data import Problem, build_prompt, from_record
-from trainer.tiny_model import MARKER, build, load_tokenizer
-
-
-def ensure_model(conf) -> str:
-    """Build the tiny model at `model.path` when that directory has no model yet, or when it holds a tiny
-    model built from other `model.tiny` settings (a directory without our marker file is never touched)."""
-    path = Path(conf.model.path)
-    marker = path / MARKER
-    want = asdict(conf.model.tiny)
-    if not (path / "config.json").exists():
-        print(f"building the tiny model at {path}")
-    elif marker.exists() and json.loads(marker.read_text()).get("config") != want:
-        print(f"rebuilding the tiny model at {path}: {marker} was built from other model.tiny settings")
-    else:
-        return str(path)
-    build(conf.model.tiny, path)
-    return str(path)
+from trainer.tiny_model import ensure_model, load_tokenizer
 
 
 def toy_problems(conf, n: int) -> list[Problem]:

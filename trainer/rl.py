@@ -336,8 +336,8 @@ def load_problems_for(conf) -> tuple[list[Problem], list[Problem]]:
 def main(conf, resume: bool = False) -> dict:
     """`ssp rl`: build/warm up the policy if needed, bring up Ray, run the loop, print the summary."""
     from cluster.ray_cluster import connect
-    from trainer.generate import ensure_model
     from trainer.sft import warmup
+    from trainer.tiny_model import ensure_model
 
     run_dir = Path(conf.run_dir)
     if resume and not (run_dir / "config.yaml").exists():

@@ -108,3 +108,19 @@ def build(config: TinyModelConfig, out_dir: str | Path) -> Path:
     (out / MARKER).write_text(json.dumps({"params": sum(p.numel() for p in model.parameters()),
                                           "vocab": len(tok), "seed": config.seed, "config": asdict(config)}))
     return out
+
+
+def ensure_model(conf) -> str:
+    """Build the tiny model at `model.path` when that directory has no model yet, or when it holds a tiny
+    model built from other `model.tiny` settings (a directory without our marker file is never touched)."""
+    path = Path(conf.model.path)
+    marker = path / MARKER
+    want = asdict(conf.model.tiny)
+    if not (path / "config.json").exists():
+        print(f"building the tiny model at {path}")
+    elif marker.exists() and json.loads(marker.read_text()).get("config") != want:
+        print(f"rebuilding the tiny model at {path}: {marker} was built from other model.tiny settings")
+    else:
+        return str(path)
+    build(conf.model.tiny, path)
+    return str(path)
