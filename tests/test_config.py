@@ -67,3 +67,23 @@ def test_defaults_are_not_shared_between_instances():
     a, b = SSPConfig(), SSPConfig()
     a.data.toy.levels.append(9)
     assert b.data.toy.levels == [1, 2] and dataclasses.is_dataclass(b.model)
+
+
+def test_ranges_choices_and_cross_field_checks_at_load():
+    ok = load_config(SSPConfig, None, ["rl.group_size=2", "learner.lr=0.5", "verifier.memory_mb=64"])
+    assert (ok.rl.group_size, ok.learner.lr, ok.verifier.memory_mb) == (2, 0.5, 64)
+    for override, message in (("rl.group_size=1", r"'rl\.group_size': must be >= 2, got 1"),
+                              ("learner.lr=inf", r"'learner\.lr': must be a finite number"),
+                              ("learner.loss.clip_low=1.0", r"'learner\.loss\.clip_low': must be >= 0 and < 1"),
+                              ("sampling.top_p=0", r"'sampling\.top_p': must be > 0 and <= 1, got 0"),
+                              ("rl.mode=async", r"'rl\.mode': must be one of \['sync', 'one-step-off'\]"),
+                              ("sampling.max_tokens=999", r"'sampling\.max_tokens': 999 must be below")):
+        with pytest.raises(ConfigError, match=message):
+            load_config(SSPConfig, None, [override])
+
+
+def test_yaml_aliases_are_refused(tmp_path):
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("a: &a [1, 2]\nb: [*a, *a]\n")
+    with pytest.raises(ConfigError, match=r"bomb\.yaml: line 2: YAML aliases"):
+        load_config(SSPConfig, bomb)

@@ -61,6 +61,10 @@ class RunLog:
             self.path.write_text("".join(line + "\n" for line in keep))
 
     def log(self, record: dict) -> None:
+        """Append one JSON line; every line carries a wall-clock `time` (time-to-target from a finished run)."""
+        import time
+
+        record.setdefault("time", time.time())
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
         self._gauges(record)
