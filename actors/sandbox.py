@@ -537,8 +537,13 @@ class Sandbox:
                     os.killpg(pid, signal.SIGKILL)  # the run's session; its pid namespace dies with bwrap
                 slot.kill_run()
         finally:
-            if res.returncode is None:
-                res.returncode = slot.wait_status()[1]
+            if res.returncode is None:  # also when `interact` raised something unexpected: never wait on a
+                exited, res.returncode = slot.wait_status(0)  # program that is still serving
+                if not exited:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(pid, signal.SIGKILL)
+                    slot.kill_run()
+                    res.returncode = slot.wait_status()[1]
             slot.kill_run()  # nothing of this run outlives it
             res.memory_exceeded = bool(slot.cg) and slot.cg.oom_kills() > oom0
             _reap_zombies()
