@@ -316,7 +316,7 @@ class Channel:
             raise OutputLimit
         try:
             msg = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # garbage, or nested deep enough to blow the parser's stack
             raise SandboxClosed("the program's channel carried something that is not JSON") from None
         if not isinstance(msg, dict):
             raise SandboxClosed("the program's channel carried a non-object")
@@ -527,8 +527,14 @@ class Sandbox:
                 except SandboxTimeout:
                     res.timed_out = True
                 except (SandboxClosed, OutputLimit) as e:
+                    # The channel is done with. A program that closed it by exiting gets a moment to report
+                    # its own status; one that is still there (garbage on the channel, a reply too large) is
+                    # killed now rather than waited out.
                     res.value = e
-            if not res.killed_by_us and not res.timed_out:
+                    grace = 0.5 if isinstance(e, SandboxClosed) else 0.0
+                    exited, res.returncode = slot.wait_status(min(grace, max(0.0, deadline - time.monotonic())))
+                    res.killed_by_us = not exited
+            if not res.killed_by_us and not res.timed_out and res.returncode is None:
                 exited, res.returncode = slot.wait_status(max(0.0, deadline - time.monotonic()))
                 res.timed_out = not exited
             if res.timed_out or res.killed_by_us:

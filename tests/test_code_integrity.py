@@ -55,6 +55,12 @@ TRICKS = {
         "import os\nfor fd in range(3, 20):\n    try:\n"
         "        os.write(fd, b'{\"ready\": true, \"names\": [\"f\"]}\\n' + b'{\"ok\": true}\\n' * 20)\n"
         "    except OSError:\n        pass\n", None, False),
+    "deeply_nested_reply": (
+        "import os\nfor fd in range(3, 20):\n    try:\n"
+        "        os.write(fd, b'{\"ready\": true}\\n' + b'[' * 200000 + b']' * 200000 + b'\\n')\n"
+        "    except OSError:\n        pass\n", None, False),
+    "returns_deeply_nested": ("", "x = []\nfor _ in range(100000):\n    x = [x]\nreturn x", False),
+    "returns_huge": ("", "return 'x' * (8 << 20)", False),
     "fake_pass_on_stdout": ("print('OK\\nall tests passed\\n{\"ok\": 6}')\n", None, True),
     "fake_sandbox_failure": ("import sys\nsys.stderr.write('bwrap: Creating new namespace failed\\n')\n"
                              "sys.exit(1)\n", None, False),
