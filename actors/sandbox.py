@@ -453,7 +453,8 @@ class Sandbox:
 
     def _argv(self, mode: str, box: str, timeout_s: float, fds: list[int]) -> list[str]:
         lim = self.limits
-        return [self.python, "-I", "-B", f"{box}/{Path(self.boot).name}", mode, f"{box}/main.py",
+        # -S: no `site` import (~4 ms of every run); the boot puts the system's dist-packages on sys.path
+        return [self.python, "-I", "-S", "-B", f"{box}/{Path(self.boot).name}", mode, f"{box}/main.py",
                 str(lim.memory_mb << 20), str(math.ceil(timeout_s) + 1), str(lim.nproc),
                 str(lim.max_output_bytes + 1), str(lim.nofile), "1" if self.seccomp else "0", *map(str, fds)]
 
