@@ -102,14 +102,15 @@ def _set_subreaper() -> bool:
     return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
 
 
-def _bwrap_args(bwrap: str, box: str, scratch_bytes: int) -> list[str]:
+def _bwrap_args(bwrap: str, box: list[str], scratch_bytes: int) -> list[str]:
+    """bwrap's arguments; `box` are the mount arguments that put the program's files under /box."""
     args = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
             "--ro-bind", "/usr", "/usr", "--proc", "/proc", "--dev", "/dev",
             "--size", str(scratch_bytes), "--tmpfs", "/dev/shm", "--remount-ro", "/dev"]
     for name in ("bin", "lib", "lib64", "sbin"):
         if os.path.islink(f"/{name}"):
             args += ["--symlink", os.readlink(f"/{name}").lstrip("/"), f"/{name}"]
-    args += ["--ro-bind", box, "/box", "--size", str(scratch_bytes), "--tmpfs", "/scratch",
+    args += [*box, "--size", str(scratch_bytes), "--tmpfs", "/scratch",
              "--remount-ro", "/", "--chdir", "/scratch"]
     for k, v in _ENV.items():
         args += ["--setenv", k, v]
@@ -211,7 +212,8 @@ def probe_isolation(bwrap: str = "bwrap", python: str = SYSTEM_PYTHON, uid: int 
     else:
         with tempfile.TemporaryDirectory() as box:
             os.chmod(box, 0o755)
-            r = subprocess.run(_bwrap_args(path, box, 1 << 20) + ["/usr/bin/true"], capture_output=True,
+            r = subprocess.run(_bwrap_args(path, ["--ro-bind", box, "/box"], 1 << 20) + ["/usr/bin/true"],
+                               capture_output=True,
                                env=_ENV, **_user_kw(run_uid))
         _reap_zombies()
         if r.returncode != 0:
@@ -459,19 +461,20 @@ class Sandbox:
                 str(lim.max_output_bytes + 1), str(lim.nofile), "1" if self.seccomp else "0", *map(str, fds)]
 
     def _run(self, slot: _Slot, code: str, stdin: str, timeout_s: float, interact: Interact | None) -> RunResult:
-        box = tempfile.mkdtemp(prefix="box-", dir=self.box_root)
-        scratch = None
+        box = scratch = None
         pipes: list[int] = []
         try:
-            os.chmod(box, 0o755)
-            Path(box, "main.py").write_text(code)
-            shutil.copyfile(self.boot, Path(box, Path(self.boot).name))
-            # In the run the fds are renumbered: 0-2 stdio, then [status,] [request, response].
+            # In the run the fds are renumbered: 0-2 stdio, then [status, program,] [request, response].
             extra: list[int] = []
-            if self.bwrap:
+            if self.bwrap:  # no files on the host: bwrap copies the program from a memfd, binds the boot
                 status_r, status_w = os.pipe()
-                pipes += [status_r, status_w]
-                extra.append(status_w)
+                prog = os.memfd_create("main.py")
+                pipes += [status_r, status_w, prog]
+                data = code.encode()
+                while data:
+                    data = data[os.write(prog, data):]
+                os.lseek(prog, 0, os.SEEK_SET)
+                extra += [status_w, prog]
             if interact is not None:
                 req_r, req_w = os.pipe()
                 resp_r, resp_w = os.pipe()
@@ -480,10 +483,15 @@ class Sandbox:
             chan = list(range(3 + len(extra) - 2, 3 + len(extra))) if interact else []
             mode = "serve" if interact else "script"
             if self.bwrap:
-                cmd = (_bwrap_args(self.bwrap, box, self.limits.scratch_mb << 20) + ["--json-status-fd", "3"]
+                mounts = ["--ro-bind", self.boot, f"/box/{Path(self.boot).name}", "--ro-bind-data", "4", "/box/main.py"]
+                cmd = (_bwrap_args(self.bwrap, mounts, self.limits.scratch_mb << 20) + ["--json-status-fd", "3"]
                        + self._argv(mode, "/box", timeout_s, chan))
                 cwd = None
-            else:  # weak isolation: no namespaces, a host scratch dir owned by the slot uid
+            else:  # weak isolation: no namespaces, files in a host box dir, a scratch dir owned by the slot uid
+                box = tempfile.mkdtemp(prefix="box-", dir=self.box_root)
+                os.chmod(box, 0o755)
+                Path(box, "main.py").write_text(code)
+                shutil.copyfile(self.boot, Path(box, Path(self.boot).name))
                 scratch = tempfile.mkdtemp(prefix="ssp-scratch-")
                 if slot.uid is not None:
                     os.chown(scratch, slot.uid, slot.uid)
@@ -505,9 +513,9 @@ class Sandbox:
             for fd in pipes:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-            shutil.rmtree(box, ignore_errors=True)
-            if scratch:
-                shutil.rmtree(scratch, ignore_errors=True)
+            for d in (box, scratch):
+                if d:
+                    shutil.rmtree(d, ignore_errors=True)
 
     def _launch(self, slot: _Slot, cmd: list[str], cwd: str | None, fds: list[int], pipes: list[int],
                 timeout_s: float, interact: Interact | None) -> RunResult:
