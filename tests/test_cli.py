@@ -88,8 +88,6 @@ def test_bad_input_is_a_message_not_a_traceback(tmp_path):
 
 def test_bad_choices_fail_fast_naming_the_key_and_the_valid_values():
     """Each typed choice is refused by `ssp config` and by `ssp rl` before Ray, vLLM or DeepSpeed start."""
-    import time
-
     cases = {"rl.mode=async": ("rl.mode", "'sync', 'one-step-off'"),
              "learner.dtype=bf16": ("learner.dtype", "'float32', 'bfloat16'"),
              "learner.loss.advantage=grpoo": ("learner.loss.advantage", "'grpo', 'drgrpo'"),
@@ -103,10 +101,8 @@ def test_bad_choices_fail_fast_naming_the_key_and_the_valid_values():
              "scheduler.priority=x": ("scheduler.priority", "'mgpo'"),
              "rl.phases=[{max_tokens: 300}]": ("rl.phases[0].max_tokens", "engine.max_model_len=256"),
              "learner.device=cuda": ("learner.device", "cluster.num_gpus")}
-    for command in ("config", "rl"):
+    for command in ("config", "rl"):  # how fast they fail: benchmarks/config_check.py
         for override, (key, valid) in cases.items():
-            t0 = time.perf_counter()
             out = run(command, "--config", "configs/tiny-cpu.yaml", override)
-            took = time.perf_counter() - t0
             assert out.returncode == 2 and key in out.stderr and valid in out.stderr, (command, override, out.stderr)
-            assert "Traceback" not in out.stderr and took < 20, took  # the < 2 s goal is benchmarked, not timed here
+            assert "Traceback" not in out.stderr
