@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from actors.sandbox import Channel, OutputLimit, RunResult, Sandbox, SandboxClosed
+from actors.sandbox import Channel, OutputLimit, RunResult, Sandbox, SandboxClosed, SandboxTimeout
 from actors.sandbox_boot import decode, encode
 from trainer.rewards import Result, extract_code
 
@@ -185,7 +185,7 @@ def _exec_tests(ch: Channel, tests: dict[str, Any], kind: str) -> Verdict:
                 env["check"](Remote(ch, tests["entry_point"]))
         except AssertionError as e:
             return Verdict("wrong_answer", f"failed: {unit[:300]} {e}"[:500], passed)
-        except (SandboxClosed, OutputLimit):
+        except (SandboxClosed, OutputLimit, SandboxTimeout):  # the run's fate, not a test's verdict
             raise
         except Exception as e:  # the solution raised, returned something unusable, or lacks a name
             return Verdict("runtime_error", f"{type(e).__name__}: {e}"[:500], passed)
@@ -217,7 +217,7 @@ def _functional(ch: Channel, tests: dict[str, Any], names: set[str]) -> Verdict:
             if got != expected:  # plain values (a sandboxed object equals nothing), as LiveCodeBench compares
                 return Verdict("wrong_answer", f"case {passed}: got {got!r:.200}", passed)
             passed += 1
-    except (SandboxClosed, OutputLimit):
+    except (SandboxClosed, OutputLimit, SandboxTimeout):
         raise
     except Exception as e:
         return Verdict("runtime_error", f"{type(e).__name__}: {e}"[:500], passed)

@@ -159,6 +159,12 @@ def test_stdin_problems_compare_in_the_harness(sb):
         assert grade_code(f"```python\n{wrong}\n```", tests, sb).reward == 0.0
 
 
+def test_a_function_that_never_returns_is_a_timeout(sb):
+    for fmt in FORMATS:
+        r = _grade(sb, "def f(x):\n    while True:\n        pass\n", fmt)
+        assert (r.reward, r.reason) == (0.0, "timeout"), (fmt, r.reason)
+
+
 def test_tests_are_checked():
     for bad in ({}, {"asserts": []}, {"stdin_stdout": []}, {"asserts": "assert f(1) == 2"},
                 {"test_code": "assert True", "entry_point": "f"}, {"functional": [{"input": "1", "output": "2"}]},
