@@ -38,9 +38,6 @@ class RunCgroup:
         for d in self.dirs:
             (d / "cgroup.procs").write_text(str(pid))
 
-    def pids(self) -> list[int]:
-        return [int(p) for p in (self.dirs[0] / "cgroup.procs").read_text().split()]
-
     def oom_kills(self) -> int:
         name = "memory.events" if self.version == 2 else "memory.oom_control"
         for line in (self.dirs[0] / name).read_text().splitlines():

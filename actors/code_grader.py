@@ -274,7 +274,9 @@ def grade_code(response: str, tests: dict[str, Any], sandbox: Sandbox) -> Result
     r = sandbox.serve(f"{imports}\n{code}" if imports else code, _harness(tests, kind))
     v = r.value
     if isinstance(v, Verdict) and r.timed_out is False and not r.memory_exceeded:
-        return result(v.reason, r, v.detail)
+        res = result(v.reason, r, v.detail)
+        res.detail["tests_passed"] = v.passed  # before the first failure (all of them when correct)
+        return res
     reason = _run_reason(r)
     if reason is None:  # the channel broke: the program exited, crashed or wrote garbage before the end
         reason = "output_limit" if isinstance(v, OutputLimit) else "runtime_error"
