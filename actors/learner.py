@@ -1,6 +1,7 @@
 """The learner: a Ray placement group of DeepSpeed ZeRO-2/3 actors taking MGPO steps on rollout samples.
 
-`collate` turns samples into padded tensors (pure, unit-tested); `plan_micro_batches` splits the samples
+The per-rank DeepSpeed code is actors/train_engine.py (shared with SFT under Ray Train); this file is the
+RL driver of it. `collate` turns samples into padded tensors (pure, unit-tested); `plan_micro_batches` splits the samples
 that need training into token-budget micro-batches, the same count on every rank (ZeRO all-gathers and
 reduce-scatters are collective, so idle ranks run one zero-weight micro-batch). Loss weights are computed
 over the whole batch (trainer/losses.py), so micro-batches, ranks and skipped groups add up exactly.
@@ -8,7 +9,6 @@ over the whole batch (trainer/losses.py), so micro-batches, ranks and skipped gr
 
 from __future__ import annotations
 
-import random
 import shutil
 import socket
 import uuid
@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from actors.learner_config import LearnerConfig, LossConfig
+from actors.train_engine import TrainEngine, lr_lambda, plan_micro_batches, token_logprobs
 from cluster.env import learner_env
 from trainer.losses import group_advantages, policy_loss, token_weights
 
@@ -68,36 +69,6 @@ def collate(samples: list[dict[str, Any]], loss: LossConfig, pad_id: int) -> Bat
     return Batch(ids, attn, lmask, rlp, token_weights(lmask, gidx, loss), adv, w, gidx, keep)
 
 
-def plan_micro_batches(lengths: list[int], keep: list[int], budget: int, world: int) -> list[list[list[int]]]:
-    """Per rank, a list of micro-batches (sample indices); every rank gets the same count.
-
-    A micro-batch holds rows while rows x longest row <= budget. A rank short of micro-batches gets copies
-    of `[-1]` (run sample 0 at zero weight) so collectives stay matched.
-    """
-    micro: list[list[int]] = []
-    for i in sorted(keep, key=lambda j: -lengths[j]):
-        if micro and (len(micro[-1]) + 1) * max(lengths[j] for j in micro[-1] + [i]) <= budget:
-            micro[-1].append(i)
-        else:
-            micro.append([i])
-    per_rank: list[list[list[int]]] = [micro[r::world] for r in range(world)]
-    most = max(len(m) for m in per_rank)
-    return [m + [[-1]] * (most - len(m)) for m in per_rank]
-
-
-def token_logprobs(model: Any, ids: Tensor, attn: Tensor, with_entropy: bool,
-                   entropy_grad: bool = False) -> tuple[Tensor, Tensor | None]:
-    """log pi(ids[t] | ids[<t]) as [B, T] (column 0 is 0), and the per-token entropy if asked."""
-    logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1].float()
-    logsm = torch.log_softmax(logits, -1)
-    logp = torch.nn.functional.pad(logsm.gather(-1, ids[:, 1:, None]).squeeze(-1), (1, 0))
-    ent = None
-    if with_entropy:
-        with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
-            ent = torch.nn.functional.pad(-(logsm.exp() * logsm).sum(-1), (1, 0))
-    return logp, ent
-
-
 class LearnerWorker:
     """One data-parallel rank: an HF causal LM wrapped by a DeepSpeed engine."""
 
@@ -110,26 +81,19 @@ class LearnerWorker:
             return ray.util.get_node_ip_address(), s.getsockname()[1]
 
     def setup(self, master_addr: str, master_port: int) -> None:
-        from actors.ds_config import ds_config, init_process_group
+        from actors.ds_config import init_process_group
 
-        init_process_group(self.c.device, self.rank, self.world, master_addr, master_port)
-        import deepspeed
-        from transformers import AutoModelForCausalLM
-
-        random.seed(self.c.seed)
-        torch.manual_seed(self.c.seed)
-        self.device = torch.device("cuda", 0) if self.c.device == "cuda" else torch.device("cpu")
-        model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32)
-        model.config.use_cache = False
-        opt = torch.optim.AdamW(model.parameters(), lr=self.c.lr, weight_decay=self.c.weight_decay)
-        warm = max(1, self.c.warmup_steps)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))
-        self.engine, *_ = deepspeed.initialize(
-            model=model, optimizer=opt, lr_scheduler=sched,
-            config=ds_config(self.c.zero_stage, self.c.dtype, self.c.grad_clip))
+        c = self.c
+        init_process_group(c.device, self.rank, self.world, master_addr, master_port)
+        self.engine = TrainEngine(self.model_path, device=c.device, zero_stage=c.zero_stage, dtype=c.dtype,
+                                  grad_clip=c.grad_clip, lr=c.lr, weight_decay=c.weight_decay,
+                                  schedule=lr_lambda(c.warmup_steps), seed=c.seed, rank=self.rank, world=self.world)
+        self.device = self.engine.torch_device
         self.ref = None
-        if self.c.loss.kl_coef:  # reference model only when the KL term is on
-            dt = torch.bfloat16 if self.c.dtype == "bfloat16" else torch.float32
+        if c.loss.kl_coef:  # reference model only when the KL term is on
+            from transformers import AutoModelForCausalLM
+
+            dt = torch.bfloat16 if c.dtype == "bfloat16" else torch.float32
             self.ref = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=dt).to(self.device).eval()
 
     def _micro(self, b: Batch, idx: list[int]) -> dict[str, Tensor]:
@@ -166,57 +130,33 @@ class LearnerWorker:
                         ref = token_logprobs(self.ref, m["input_ids"], m["attention_mask"], False)[0]
                 loss, met = policy_loss(logp, old_m, m["advantages"], m["weights"], c.loss, ref_logp=ref,
                                         rollout_logp=m["rollout_logp"], entropy=ent)
-                eng.backward(loss * self.world, scale_wrt_gas=False)  # DeepSpeed averages over ranks
+                eng.backward(loss)
                 sums["loss"] = sums.get("loss", 0.0) + loss.item() / c.ppo_epochs
                 for k in ("clip_frac", "approx_kl", "entropy"):
                     sums[k] = sums.get(k, 0.0) + met[k] * met["tokens"] / c.ppo_epochs
                 sums["tokens"] = sums.get("tokens", 0.0) + met["tokens"] / c.ppo_epochs
-            eng.step()
-        norm = eng.get_global_grad_norm()
-        sums["grad_norm"] = float(norm) if norm is not None else float("nan")
-        sums["lr"] = eng.get_lr()[0]
+            sums.update(eng.step())
         return sums
 
     def state_dict(self) -> dict[str, Tensor] | None:
-        """Full parameters gathered on every rank (a collective); returned by rank 0 only."""
-        import deepspeed
-
-        module = self.engine.module
-        with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None):
-            if self.rank != 0:
-                return None
-            return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+        return self.engine.state_dict()
 
     def publish_weights(self, sync_name: str) -> list | None:
         """Gather the full weights (a collective) and, on rank 0, publish them through WeightSync; returns
         [handle] (in a list, so Ray hands the caller the ObjectRef itself, not the blob)."""
         from actors.weight_sync import make
 
-        sd = self.state_dict()
+        sd = self.engine.state_dict()
         return None if sd is None else [make(sync_name).publish(sd)]
 
     def save_hf(self, path: str) -> None:
-        sd = self.state_dict()
-        if sd is None:
-            return
-        from transformers import AutoTokenizer
-
-        self.engine.module.save_pretrained(path, state_dict=sd, safe_serialization=True)
-        AutoTokenizer.from_pretrained(self.model_path).save_pretrained(path)
+        self.engine.save_hf(path)
 
     def save_checkpoint(self, path: str) -> None:
-        self.engine.save_checkpoint(path, tag="ckpt")
-        rng = {"torch": torch.get_rng_state(), "python": random.getstate(),
-               "cuda": torch.cuda.get_rng_state_all() if self.c.device == "cuda" else None}
-        torch.save(rng, Path(path) / f"rng_rank{self.rank}.pt")
+        self.engine.save_checkpoint(path)
 
     def load_checkpoint(self, path: str) -> None:
-        self.engine.load_checkpoint(path, tag="ckpt")
-        rng = torch.load(Path(path) / f"rng_rank{self.rank}.pt", weights_only=False)
-        torch.set_rng_state(rng["torch"])
-        random.setstate(rng["python"])
-        if rng["cuda"] is not None:
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        self.engine.load_checkpoint(path)
 
 
 def gather(refs: list) -> list:

@@ -34,7 +34,8 @@ def torch_tok_s(model_dir: str, samples: list[dict], c) -> float:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from actors.learner import collate, plan_micro_batches, token_logprobs
+    from actors.learner import collate
+    from actors.train_engine import plan_micro_batches, token_logprobs
     from trainer.losses import policy_loss
 
     torch.set_num_threads(1)

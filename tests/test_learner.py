@@ -9,7 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from actors.learner import LearnerConfig, LearnerGroup, find_checkpoint, token_logprobs
+from actors.learner import LearnerConfig, LearnerGroup, find_checkpoint
+from actors.train_engine import token_logprobs
 from trainer.losses import LossConfig
 from trainer.tiny_model import TinyModelConfig, build
 

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from actors.learner import collate, plan_micro_batches
+from actors.learner import collate
+from actors.train_engine import plan_micro_batches
 from trainer.losses import (
     LossConfig,
     group_advantages,
