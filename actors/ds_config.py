@@ -22,19 +22,22 @@ def ds_config(zero_stage: int, dtype: str, grad_clip: float) -> dict[str, Any]:
     }
 
 
-def init_process_group(device: str, rank: int, world_size: int, master_addr: str, master_port: int) -> None:
-    """torch.distributed (gloo on CPU, NCCL on GPU) set up by us, before DeepSpeed.
+def init_process_group(device: str, rank: int, world_size: int, master_addr: str | None = None,
+                       master_port: int | None = None) -> None:
+    """torch.distributed (gloo on CPU, NCCL on GPU) set up by us before DeepSpeed, unless a launcher (Ray
+    Train) already did: then DeepSpeed joins that group.
 
     On CPU, DeepSpeed's TorchBackend would JIT-build its `deepspeed_shm_comm` C++ op (~40 s) on first
     use; that op only serves inference all-reduce, so we mark it incompatible and DeepSpeed uses gloo.
     """
-    os.environ.update(MASTER_ADDR=master_addr, MASTER_PORT=str(master_port), RANK=str(rank),
-                      WORLD_SIZE=str(world_size), LOCAL_RANK="0")
     import deepspeed
     import torch.distributed as dist
 
     if device == "cpu":
         deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
-    dist.init_process_group("gloo" if device == "cpu" else "nccl", rank=rank, world_size=world_size,
-                            timeout=timedelta(minutes=10))
+    if not dist.is_initialized():
+        os.environ.update(MASTER_ADDR=str(master_addr), MASTER_PORT=str(master_port), RANK=str(rank),
+                          WORLD_SIZE=str(world_size), LOCAL_RANK="0")
+        dist.init_process_group("gloo" if device == "cpu" else "nccl", rank=rank, world_size=world_size,
+                                timeout=timedelta(minutes=10))
     deepspeed.init_distributed(dist_backend="gloo" if device == "cpu" else "nccl")

@@ -1,12 +1,12 @@
 """MGPO (λ=1) with the scheduler vs GRPO (λ=0) with uniform sampling: same start, same budget, N seeds.
 
-Both arms start from one SFT warm-up of the tiny model, train one mixed phase (all toy subdomains, as
+Both arms start from one model (--start, or the Spectrum stage's merged model, run once into OUT/spectrum), train one mixed phase (all toy subdomains, as
 configs/tiny-cpu.yaml) and differ only in `learner.loss.mgpo_lambda` and `scheduler.priority`. Reported
 per arm: samples used to reach each target held-out Pass@1 (the first eval at or above it; None if never;
 several targets side by side, so none is picked after the fact), final Pass@1, and the mean
 zero-advantage group fraction. Finished runs are kept, so a rerun only recomputes the table.
 
-Usage: python benchmarks/rl_compare.py [--seeds 3] [--steps 40] [--target-gains 0.05 0.08 0.10]
+Usage: python benchmarks/rl_compare.py [--seeds 3] [--steps 40] [--start HF_DIR] [--target-gains 0.05 0.08 0.10]
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ def main() -> None:
     ap.add_argument("--target-gains", type=float, nargs="+", default=[0.05, 0.08, 0.10],
                     help="targets = Pass@1 before + each of these (reported side by side)")
     ap.add_argument("--out", default="runs/bench-rl-compare")
+    ap.add_argument("--start", help="the HF model both arms start from (default: a Spectrum stage run into OUT/spectrum)")
     args = ap.parse_args()
 
     from ssp.config import load_config
@@ -51,7 +52,14 @@ def main() -> None:
     out = Path(args.out)
     base = [f"rl.phases=[{{name: mixed, steps: {args.steps}, max_tokens: 64, subdomains: []}}]",
             "rl.eval_every=5", "rl.checkpoint_every=0", "cluster.dashboard=false", "rl.eval_max_problems=96"]
-    sft = out / "sft-model"
+    start = args.start
+    if not start:
+        from trainer.spectrum import run_spectrum
+
+        spec = out / "spectrum"
+        if not (spec / "report.json").exists():
+            run_spectrum(load_config(SSPConfig, "configs/tiny-cpu.yaml", [f"run_dir={spec}", *base]), spec)
+        start = str(spec / "merged")
     results: dict[str, list[dict]] = {arm: [] for arm in ARMS}
     for seed in range(args.seeds):
         for arm, extra in ARMS.items():
@@ -60,14 +68,8 @@ def main() -> None:
                 conf = load_config(SSPConfig, "configs/tiny-cpu.yaml",
                                    [f"run_dir={run}", f"learner.seed={seed}", f"scheduler.seed={seed}",
                                     f"engine.seed={seed}", *base, *extra])
-                if sft.exists():  # one warm-up shared by every run
-                    (run / "sft-model").parent.mkdir(parents=True, exist_ok=True)
-                    if not (run / "sft-model").exists():
-                        (run / "sft-model").symlink_to(sft.resolve())
                 t0 = time.time()
-                rl_main(conf)
-                if not sft.exists():
-                    sft.symlink_to((run / "sft-model").resolve())
+                rl_main(conf, policy=start)
                 print(f"{arm} seed {seed}: {(time.time() - t0) / 60:.1f} min")
             s = json.loads((run / "summary.json").read_text())
             s["to_target"] = {g: samples_to_target(run, s["pass1_before"] + g) for g in args.target_gains}

@@ -128,6 +128,85 @@ def cmd_rl(args: argparse.Namespace) -> int:
     return 0 if summary else 1
 
 
+def cmd_sft(args: argparse.Namespace) -> int:
+    conf = load_tree(args)
+    from cluster.ray_cluster import connect
+    from trainer.rl import load_problems_for
+    from trainer.sft import run_sft
+    from trainer.tiny_model import ensure_model
+
+    base = ensure_model(conf)
+    held = load_problems_for(conf)[1]
+    connect(conf.cluster)
+    saved = run_sft(conf, base, Path(conf.run_dir) / "sft", evals=held)
+    print("checkpoints:\n" + "\n".join(f"  step {st:6d}  {p}" for st, p in saved))
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    conf = load_tree(args)
+    from actors.rollout import RolloutPool
+    from actors.verifier import VerifierPool
+    from cluster.ray_cluster import connect
+    from trainer.probe import probe, probe_sets, specialists, write_table
+    from trainer.sft import checkpoints
+
+    paths = args.models or [str(p) for _, p in checkpoints(Path(conf.run_dir) / "sft")]
+    if not paths:
+        raise DataError(f"probe: no checkpoints given (--models) and none under {conf.run_dir}/sft")
+    for p in paths:
+        if not (Path(p) / "config.json").exists():
+            raise DataError(f"{p}: not an HF model directory (no config.json)")
+    out = Path(conf.run_dir) / "probe"
+    out.mkdir(parents=True, exist_ok=True)
+    sets = probe_sets(conf)
+    connect(conf.cluster)
+    rollout = RolloutPool(paths[0], conf.rollout, conf.engine, conf.sampling, conf.data.instruction)
+    verifier = VerifierPool(conf.verifier)
+    try:
+        table = probe(conf, rollout, verifier, [(Path(p).name, p) for p in paths], sets, out)
+    finally:
+        rollout.shutdown()
+        verifier.shutdown()
+    print(write_table(table, conf.spectrum.probe_k, out))
+    spec = specialists(table, list(sets))
+    (out / "specialists.json").write_text(json.dumps({s: dict((Path(p).name, p) for p in paths)[n]
+                                                      for s, n in spec.items()}, indent=1))
+    print(f"specialists (argmax Pass@{conf.spectrum.probe_k}): {spec}\nwrote {out}/probe.csv, probe.png, "
+          "specialists.json")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from trainer.merge import merge
+
+    if Path(args.out).resolve() in [Path(m).resolve() for m in args.models]:
+        raise DataError(f"{args.out}: the output would overwrite an input model")
+    out = merge(args.models, args.out, args.weights)
+    print(f"merged {len(args.models)} models -> {out}")
+    return 0
+
+
+def cmd_spectrum(args: argparse.Namespace) -> int:
+    conf = load_tree(args)
+    from trainer.spectrum import run_spectrum
+
+    run_spectrum(conf, Path(conf.run_dir))
+    return 0
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    conf = load_tree(args)
+    from trainer.pipeline import StageFailed, run_pipeline
+
+    try:
+        run_pipeline(conf)
+    except StageFailed as e:
+        print(str(e), file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ssp", description="ssp-rl: Spectrum-to-Signal RL post-training")
     sub = parser.add_subparsers(dest="command", required=True, metavar="<command>")
@@ -164,6 +243,29 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(p)
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     p.set_defaults(func=cmd_rl)
+
+    p = sub.add_parser("sft", help="Spectrum: SFT on Ray Train + DeepSpeed, an HF checkpoint every sft.save_every steps")
+    add_config_args(p)
+    p.set_defaults(func=cmd_sft)
+
+    p = sub.add_parser("probe", help="Spectrum: Pass@1 / Pass@K of each checkpoint per subdomain, and the specialists")
+    add_config_args(p)
+    p.add_argument("--models", nargs="+", help="HF checkpoint dirs (default: RUN_DIR/sft's checkpoints)")
+    p.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser("merge", help="Spectrum: parameter-wise weighted average of HF checkpoints (fp32 accumulate)")
+    p.add_argument("--models", nargs="+", required=True, help="HF checkpoint dirs")
+    p.add_argument("--out", required=True, help="output HF dir")
+    p.add_argument("--weights", nargs="+", type=float, help="one weight per model, summing to 1 (default 1/N)")
+    p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser("spectrum", help="the Spectrum stage: sft -> probe -> merge -> probe merged, with a report")
+    add_config_args(p)
+    p.set_defaults(func=cmd_spectrum)
+
+    p = sub.add_parser("pipeline", help="all of SSP: Spectrum then Signal (rl from the merged model), with a summary")
+    add_config_args(p)
+    p.set_defaults(func=cmd_pipeline)
 
     from actors.verifier import register_cli as verify_cli  # commands owned by their rooms
     from cluster.scheduler_cli import register_cli as scheduler_cli

@@ -11,6 +11,7 @@ from actors.verifier import VerifierConfig
 from cluster.ray_cluster import ClusterConfig
 from cluster.scheduler import SchedulerConfig
 from ssp.config import ConfigError, cfg
+from trainer.probe import SpectrumConfig
 from trainer.rl import RLConfig
 from trainer.sft import SFTConfig
 from trainer.tiny_model import TinyModelConfig
@@ -45,7 +46,8 @@ class SSPConfig:
     verifier: VerifierConfig = cfg(VerifierConfig(), "verifier actor pool")
     scheduler: SchedulerConfig = cfg(SchedulerConfig(), "Redis-backed problem scheduler")
     learner: LearnerConfig = cfg(LearnerConfig(), "DeepSpeed learner")
-    sft: SFTConfig = cfg(SFTConfig(), "SFT warm-up before RL")
+    sft: SFTConfig = cfg(SFTConfig(), "the Spectrum stage's SFT (Ray Train)")
+    spectrum: SpectrumConfig = cfg(SpectrumConfig(), "the Spectrum stage's probing and merging")
     rl: RLConfig = cfg(RLConfig(), "the RL loop")
 
     def __post_init__(self) -> None:
@@ -57,6 +59,12 @@ class SSPConfig:
         if self.sampling.max_tokens >= self.engine.max_model_len:
             raise ConfigError(f"config key 'sampling.max_tokens': {self.sampling.max_tokens} must be below "
                               f"engine.max_model_len={self.engine.max_model_len}")
+        if self.spectrum.probe_k > self.spectrum.probe_n:
+            raise ConfigError(f"config key 'spectrum.probe_k': {self.spectrum.probe_k} must be <= "
+                              f"spectrum.probe_n={self.spectrum.probe_n} (unbiased Pass@K needs n >= K samples)")
+        if self.spectrum.merge_weights and len(self.spectrum.merge_weights) != len(self.spectrum.probe_subdomains):
+            raise ConfigError(f"config key 'spectrum.merge_weights': {len(self.spectrum.merge_weights)} weights for "
+                              f"{len(self.spectrum.probe_subdomains)} probe_subdomains")
         if self.learner.device == "cuda" and not (self.cluster.num_gpus or self.cluster.address):
             raise ConfigError("config key 'learner.device': cuda needs GPUs in the cluster (cluster.num_gpus > 0 "
                               "for a local head, or cluster.address of a cluster that has them)")

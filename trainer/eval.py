@@ -1,7 +1,8 @@
 """Evaluation on held-out problems: Pass@1 of k samples, unbiased pass@k, cons@k, per subdomain.
 
 `evaluate` drives whatever rollout pool and verifier pool it is given (the RL loop passes its own, so
-the numbers are for the current weights).
+the numbers are for the current weights; the Spectrum probe pushes each checkpoint into the engines and
+calls it per checkpoint). One implementation of Pass@k for both.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from trainer.data import Problem
 from trainer.metrics import cons_at_k, mean_pass_at_k
 
 
-def evaluate(rollout_pool, verifier_pool, problems: list[Problem], k: int, overrides: dict | None = None) -> dict:
-    """Pass@1 (mean over k samples), pass@k and cons@k, overall and per subdomain."""
+def evaluate(rollout_pool, verifier_pool, problems: list[Problem], k: int, overrides: dict | None = None,
+             ks: tuple[int, ...] = ()) -> dict:
+    """k samples per problem: Pass@1 (mean over the k), unbiased pass@j for j in (k, *ks), cons@k; overall and
+    per subdomain (`pass1/{sub}`, `pass{j}/{sub}`)."""
     from actors.verifier import requests_for
 
     rollouts = rollout_pool.generate(problems, k, overrides)
@@ -23,9 +26,10 @@ def evaluate(rollout_pool, verifier_pool, problems: list[Problem], k: int, overr
         per[r.problem_id].append(res)
     rows = {p.id: (k, sum(x.reward > 0 for x in per[p.id])) for p in problems}
     cons = {p.id: cons_at_k([x.answer for x in per[p.id]], [x.reward for x in per[p.id]]) for p in problems}
-    out = {"pass1": mean_pass_at_k(list(rows.values()), 1), f"pass{k}": mean_pass_at_k(list(rows.values()), k),
-           f"cons{k}": sum(cons.values()) / max(len(cons), 1), "problems": len(problems), "k": k}
+    js = sorted({1, k, *ks})
+    out = {f"pass{j}": mean_pass_at_k(list(rows.values()), j) for j in js}
+    out.update({f"cons{k}": sum(cons.values()) / max(len(cons), 1), "problems": len(problems), "k": k})
     for sub in sorted({p.subdomain for p in problems}):
         ids = [p.id for p in problems if p.subdomain == sub]
-        out[f"pass1/{sub}"] = mean_pass_at_k([rows[i] for i in ids], 1)
+        out.update({f"pass{j}/{sub}": mean_pass_at_k([rows[i] for i in ids], j) for j in js})
     return out

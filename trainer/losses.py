@@ -1,5 +1,5 @@
-"""The RL loss, top to bottom: rewards -> group advantages (GRPO / Dr. GRPO) -> MGPO weight -> clipped
-policy loss with optional KL, entropy bonus and truncated importance sampling.
+"""The losses of the one training engine. The RL loss, top to bottom: rewards -> group advantages
+(GRPO / Dr. GRPO) -> MGPO weight -> clipped policy loss with optional KL, entropy bonus and truncated importance sampling. Beside it, the SFT loss.
 
 Conventions (hand-checked in tests/test_losses.py):
 - std is the *population* std of the group's rewards (ddof=0, `torch.std(unbiased=False)`).
@@ -145,6 +145,13 @@ def policy_loss(logp: Tensor, old_logp: Tensor, adv: Tensor, weights: Tensor, c:
             "tokens": float(mask.sum().item()),
         }
     return loss, metrics
+
+
+def sft_loss(logp: Tensor, weights: Tensor) -> Tensor:
+    """Supervised negative log-likelihood, sum(weights * -logp): `weights` is 1/(response tokens of the
+    global batch) on response tokens and zero on the prompt and padding, so ranks and micro-batches add up
+    to the token-mean, as in `policy_loss`."""
+    return -(weights * logp).sum()
 
 
 for _registry, _names in ((ADVANTAGES, ADVANTAGE_NAMES), (AGGREGATIONS, AGGREGATION_NAMES), (KL_ESTIMATORS, KL_NAMES)):

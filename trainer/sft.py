@@ -1,83 +1,317 @@
-"""A short SFT warm-up on solution traces (plain PyTorch on one process).
+"""`ssp sft`: supervised fine-tuning on Ray Train, the first step of the Spectrum stage.
 
-It teaches the tiny model the answer format before RL, so the Signal stage starts from a policy with a
-non-zero pass rate. The full Spectrum stage (checkpoints scored by Pass@K, merged) builds on it.
+Ray Train's `TorchTrainer` starts the ranks and their (gloo / NCCL) process group; each rank runs
+`train_loop` below on the one training engine (actors/train_engine.py, the same DeepSpeed code the RL
+learner actors run), reading its shard of a Ray Data dataset. The loss is on response tokens only,
+token-mean over the global batch (`sft_loss` beside `policy_loss` in trainer/losses.py). Every
+`save_every` steps all ranks report a checkpoint: an HF model directory (loadable by vLLM and
+transformers as it is) with the DeepSpeed state under `ds/`; Ray Train's `CheckpointConfig` keeps them
+under `storage_path`, and a restarted rank (`FailureConfig`) or a rerun resumes from the last one.
+
+Data: the problems' solution traces (the toy tasks' several styles per problem), or JSONL/parquet files of
+chat pairs (`messages` lists as TRL/OpenRLHF SFT data, or `prompt`/`response`), rendered through the
+model's own chat template, decontaminated against the eval sets before training.
 """
 
 from __future__ import annotations
 
+import json
 import random
+import tempfile
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
-
-from tqdm import tqdm
+from typing import Any
 
 from ssp.config import cfg
-from trainer.data import Problem, build_prompt
+from trainer.data import DataError, Problem, build_prompt, iter_jsonl
 
 
 @dataclass
 class SFTConfig:
-    steps: int = cfg(150, "optimizer steps of the warm-up (0 = skip)", ge=0)
-    batch_size: int = cfg(32, "sequences per step", ge=1)
-    lr: float = cfg(2e-3, "AdamW learning rate", gt=0)
+    steps: int = cfg(600, "optimizer steps (0 = skip SFT)", ge=0)
+    batch_size: int = cfg(64, "sequences per optimizer step, over all ranks", ge=1)
+    lr: float = cfg(2e-3, "peak AdamW learning rate", gt=0)
     weight_decay: float = cfg(0.0, "AdamW weight decay", ge=0)
-    seed: int = cfg(0, "shuffle/init seed")
+    warmup_ratio: float = cfg(0.05, "share of the steps with a linear LR warm-up (the 3B report: 5%)", ge=0, le=1)
+    min_lr_ratio: float = cfg(0.1, "cosine decay floor, as a share of the peak LR", ge=0, le=1)
+    save_every: int = cfg(100, "save an HF checkpoint every k steps (and at the end)", ge=1)
+    num_workers: int = cfg(2, "Ray Train workers (data-parallel ranks); device, ZeRO stage and dtype come "
+                              "from the learner section", ge=1)
+    micro_batch_tokens: int = cfg(16384, "padded tokens (rows x longest row) per micro-batch", ge=1)
+    files: list[str] = cfg([], "chat-pair files (.jsonl/.parquet: `messages`, or `prompt`/`response`); "
+                              "empty = the training problems' solution traces")
+    decontam_ngram: int = cfg(10, "n of the n-gram rule that drops SFT examples sharing an n-gram with an eval or "
+                                   "probe problem (the paper: 10)", ge=1)
+    storage_path: str = cfg("", "where Ray Train keeps checkpoints (a path or URI); empty = RUN_DIR/sft")
+    max_failures: int = cfg(1, "Ray Train restarts after a worker failure (FailureConfig)", ge=0)
+    seed: int = cfg(0, "init/shuffle seed")
 
 
-def sft_pairs(tokenizer, problems: list[Problem], instruction: str = "") -> list[tuple[list[int], list[int]]]:
-    """(prompt ids, response ids + eos) for every trace of every problem."""
-    pairs = []
-    for p in problems:
-        prompt = tokenizer(build_prompt(tokenizer, p, instruction), add_special_tokens=False)["input_ids"]
-        for trace in p.solutions:
-            resp = tokenizer(trace, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-            pairs.append((prompt, resp))
-    return pairs
+# ---- data: chat pairs -> token ids --------------------------------------------------------------------
+
+def _messages(rec: dict, where: str) -> list[dict]:
+    """A record's conversation: `messages` as given, or `prompt`/`response` as one user and one assistant turn."""
+    if "messages" in rec:
+        msgs = rec["messages"]
+        if not isinstance(msgs, list) or not msgs:
+            raise DataError(f"{where}: field 'messages' must be a non-empty list")
+        for i, m in enumerate(msgs):
+            if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+                raise DataError(f"{where}: field 'messages[{i}]' must be an object with string 'role' and 'content'")
+        if msgs[-1]["role"] != "assistant":
+            raise DataError(f"{where}: field 'messages': the last turn must be the assistant's, got "
+                            f"{msgs[-1]['role']!r}")
+        return list(msgs)
+    for key in ("prompt", "response"):
+        if not isinstance(rec.get(key), str):
+            raise DataError(f"{where}: need field 'messages', or string fields 'prompt' and 'response' "
+                            f"(field '{key}' is {type(rec.get(key)).__name__})")
+    return [{"role": "user", "content": rec["prompt"]}, {"role": "assistant", "content": rec["response"]}]
 
 
-def collate(pairs: list[tuple[list[int], list[int]]], pad_id: int) -> dict:
-    """Right-padded input ids, attention mask, and labels that are -100 outside the response."""
-    import torch  # here, not at import: the config tree (and so `ssp config`) must load without torch
+def load_chat_pairs(path: str | Path) -> list[list[dict]]:
+    """Conversations from a JSONL or parquet SFT file; errors name the file and line (or row)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
 
-    width = max(len(p) + len(r) for p, r in pairs)
-    ids = torch.full((len(pairs), width), pad_id)
-    labels = torch.full((len(pairs), width), -100)
-    mask = torch.zeros((len(pairs), width), dtype=torch.long)
-    for i, (p, r) in enumerate(pairs):
-        seq = p + r
-        ids[i, : len(seq)] = torch.tensor(seq)
-        labels[i, len(p) : len(seq)] = torch.tensor(r)
-        mask[i, : len(seq)] = 1
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        return [_messages(r, f"{path}: row {n}") for n, r in enumerate(pq.read_table(path).to_pylist())]
+    if path.suffix in (".jsonl", ".json"):
+        return [_messages(r, where) for where, r in iter_jsonl(path)]
+    raise DataError(f"{path}: unknown SFT data format '{path.suffix}' (expected .jsonl or .parquet)")
 
 
-def warmup(model_path: str | Path, out_dir: str | Path, problems: list[Problem], config: SFTConfig,
-           instruction: str = "") -> list[float]:
-    """SFT `model_path` on the problems' traces, save to `out_dir`; returns the loss curve."""
+def render(tokenizer: Any, messages: list[dict]) -> dict[str, list[int]]:
+    """Prompt ids (every turn before the last, with the generation prompt) and response ids (+ eos),
+    through the model's own chat template."""
+    prompt = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
+    return {"prompt_ids": tokenizer(prompt, add_special_tokens=False)["input_ids"],
+            "response_ids": tokenizer(messages[-1]["content"], add_special_tokens=False)["input_ids"]
+            + [tokenizer.eos_token_id]}
+
+
+def build_examples(tokenizer: Any, conf, evals: list[Problem]) -> tuple[list[dict], dict[str, int]]:
+    """The SFT examples (token ids) after 10-gram decontamination against `evals`, and the counts."""
+    from trainer.decontam import decontaminate
+    from trainer.rl import load_problems_for
+
+    convs: list[tuple[str, list[dict] | tuple[Problem, str]]] = []
+    if conf.sft.files:
+        for f in conf.sft.files:
+            for msgs in load_chat_pairs(f):
+                convs.append(("\n".join(m["content"] for m in msgs), msgs))
+    else:
+        for p in load_problems_for(conf)[0]:
+            convs += [(f"{p.prompt}\n{trace}", (p, trace)) for trace in p.solutions]
+    items = [Problem(id=str(i), prompt=text, kind="math") for i, (text, _) in enumerate(convs)]
+    report = decontaminate(items, evals, n=conf.sft.decontam_ngram)
+    kept = {p.id for p in report.kept}
+    examples = []
+    for i, (_, c) in enumerate(convs):
+        if str(i) not in kept:
+            continue
+        if isinstance(c, tuple):
+            p, trace = c
+            ids = tokenizer(build_prompt(tokenizer, p, conf.data.instruction), add_special_tokens=False)["input_ids"]
+            examples.append({"prompt_ids": ids, "response_ids": tokenizer(trace, add_special_tokens=False)["input_ids"]
+                             + [tokenizer.eos_token_id]})
+        else:
+            examples.append(render(tokenizer, c))
+    if not examples:
+        raise DataError("sft: no training examples (no solution traces in the training problems, field 'solutions', "
+                        "and no sft.files) after decontamination")
+    return examples, {"examples": len(convs), "kept": len(examples), "dropped": len(report.dropped)}
+
+
+def collate(rows: list[dict], pad_id: int, global_tokens: float) -> dict:
+    """Right-padded ids and attention mask; `weights` = 1/global_tokens on response tokens, 0 elsewhere (the
+    prompt and padding never enter the loss)."""
     import torch
-    from transformers import AutoModelForCausalLM
 
+    width = max(len(r["prompt_ids"]) + len(r["response_ids"]) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(rows), width), dtype=torch.long)
+    weights = torch.zeros((len(rows), width))
+    for i, r in enumerate(rows):
+        p, seq = len(r["prompt_ids"]), list(r["prompt_ids"]) + list(r["response_ids"])
+        ids[i, : len(seq)] = torch.tensor(seq)
+        attn[i, : len(seq)] = 1
+        weights[i, p: len(seq)] = 1.0 / global_tokens
+    return {"input_ids": ids, "attention_mask": attn, "weights": weights}
+
+
+# ---- the per-rank loop (runs in Ray Train workers) ---------------------------------------------------
+
+def _rows(shard, per_rank: int, seed: int):
+    """Endless batches of rows from this rank's Ray Data shard, reshuffled every epoch."""
+    epoch = 0
+    while True:
+        got = False
+        for batch in shard.iter_batches(batch_size=per_rank, batch_format="pandas", drop_last=False,
+                                        local_shuffle_buffer_size=max(4 * per_rank, 1024), local_shuffle_seed=seed + epoch):
+            got = True
+            yield [{"prompt_ids": list(p), "response_ids": list(r)}
+                   for p, r in zip(batch["prompt_ids"], batch["response_ids"])]
+        if not got:
+            raise RuntimeError("sft: this rank's data shard is empty")
+        epoch += 1
+
+
+def train_loop(c: dict) -> None:
+    """One Ray Train worker: DeepSpeed ZeRO on the shared engine, `c['steps']` optimizer steps."""
+    import os
+
+    os.environ.update(c["env"])
+    import ray.train
+    import torch
+    import torch.distributed as dist
+
+    from actors.ds_config import init_process_group
+    from actors.train_engine import TrainEngine, lr_lambda, plan_micro_batches, token_logprobs
+    from trainer.losses import sft_loss
+
+    torch.set_num_threads(int(c["env"].get("OMP_NUM_THREADS", "1")))
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    init_process_group(c["device"], rank, world, None, None)  # Ray Train made the group; DeepSpeed joins it
+    steps, s = c["steps"], c["sft"]
+    eng = TrainEngine(c["model_path"], device=c["device"], zero_stage=c["zero_stage"], dtype=c["dtype"],
+                      grad_clip=c["grad_clip"], lr=s["lr"], weight_decay=s["weight_decay"],
+                      schedule=lr_lambda(round(s["warmup_ratio"] * steps), steps, s["min_lr_ratio"]),
+                      seed=s["seed"] + rank, rank=rank, world=world)
+    start = 0
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is not None:  # a restart (FailureConfig) or a rerun on the same storage: continue from it
+        with ckpt.as_directory() as d:
+            eng.load_checkpoint(Path(d) / "ds")
+            start = json.loads((Path(d) / "sft_state.json").read_text())["step"]
+    rows = _rows(ray.train.get_dataset_shard("train"), max(1, s["batch_size"] // world), s["seed"] + rank)
+    log = Path(c["metrics_path"])
+    dev = eng.torch_device
+    for step in range(start, steps):
+        t0 = time.perf_counter()
+        batch = next(rows)
+        tokens = torch.tensor([float(sum(len(r["response_ids"]) for r in batch))])
+        dist.all_reduce(tokens)  # token-mean over the global batch: every rank divides by the same total
+        b = collate(batch, c["pad_id"], float(tokens))
+        lengths = b["attention_mask"].sum(1).tolist()
+        plan = plan_micro_batches(lengths, list(range(len(batch))), s["micro_batch_tokens"], 1)[0]
+        most = torch.tensor([len(plan)])
+        dist.all_reduce(most, op=dist.ReduceOp.MAX)  # ZeRO's collectives need the same count on every rank
+        plan += [[-1]] * (int(most) - len(plan))
+        loss_sum = 0.0
+        for idx in plan:
+            rows_ = torch.tensor([0] if idx == [-1] else idx)
+            t = int(b["attention_mask"][rows_].sum(1).max())
+            ids, attn = b["input_ids"][rows_, :t].to(dev), b["attention_mask"][rows_, :t].to(dev)
+            w = b["weights"][rows_, :t].to(dev) * (0 if idx == [-1] else 1)
+            loss = sft_loss(token_logprobs(eng, ids, attn, False)[0], w)
+            eng.backward(loss)
+            loss_sum += loss.item()
+        m = eng.step()
+        total = torch.tensor([loss_sum])
+        dist.all_reduce(total)
+        rec = {"step": step + 1, "loss": float(total), "lr": m["lr"], "grad_norm": m["grad_norm"],
+               "tokens": float(tokens), "step_s": time.perf_counter() - t0, "time": time.time()}
+        if rank == 0:
+            with log.open("a") as f:
+                f.write(json.dumps(rec) + "\n")
+        if (step + 1) % s["save_every"] == 0 or step + 1 == steps:
+            with tempfile.TemporaryDirectory() as d:
+                eng.save_hf(d)
+                eng.save_checkpoint(Path(d) / "ds")
+                if rank == 0:
+                    (Path(d) / "sft_state.json").write_text(json.dumps({"step": step + 1, "loss": rec["loss"]}))
+                ray.train.report(rec, checkpoint=ray.train.Checkpoint.from_directory(d),
+                                 checkpoint_dir_name=f"checkpoint-{step + 1:06d}")
+
+
+# ---- the driver ----------------------------------------------------------------------------------------
+
+def checkpoints(storage: Path) -> list[tuple[int, Path]]:
+    """(step, dir) of every saved SFT checkpoint under `storage`, in step order."""
+    out = []
+    for f in storage.glob("**/sft_state.json"):
+        if (f.parent / "config.json").exists():
+            out.append((json.loads(f.read_text())["step"], f.parent))
+    return sorted(out)
+
+
+def run_sft(conf, model_path: str, out: Path, evals: list[Problem]) -> list[tuple[int, Path]]:
+    """SFT `model_path` on Ray Train; returns the saved checkpoints (step, HF dir). Resumes if `out` holds a run."""
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
+    from tqdm import tqdm
+
+    from cluster.env import learner_env
     from trainer.tiny_model import load_tokenizer
 
-    torch.manual_seed(config.seed)
+    s = conf.sft
+    out.mkdir(parents=True, exist_ok=True)
+    storage_root = s.storage_path or str(out.resolve())
+    storage = Path(storage_root) / "ray-train"  # Ray Train's run name under its storage path
+    done = checkpoints(storage)
+    if done and done[-1][0] >= s.steps:
+        print(f"sft: {len(done)} checkpoints already in {storage} (step {done[-1][0]}); nothing to do")
+        return done
     tok = load_tokenizer(model_path)
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
-    model.train()
-    pairs = sft_pairs(tok, problems, instruction)
-    if not pairs:
-        raise ValueError("sft: no solution traces in the training problems (field 'solutions')")
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    rng, losses = random.Random(config.seed), []
-    for _ in (bar := tqdm(range(config.steps), desc="sft warm-up", leave=False, mininterval=5)):
-        batch = collate(rng.sample(pairs, min(config.batch_size, len(pairs))), tok.pad_token_id)
-        loss = model(**batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-        bar.set_postfix(loss=f"{losses[-1]:.3f}")
-    model.save_pretrained(out_dir, safe_serialization=True)
-    tok.save_pretrained(out_dir)
-    return losses
+    examples, counts = build_examples(tok, conf, evals)
+    print(f"sft: decontamination ({s.decontam_ngram}-gram) against {len(evals)} eval problems: {counts['examples']} examples, "
+          f"{counts['dropped']} dropped, {counts['kept']} kept")
+    import ray.data
+
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    random.Random(s.seed).shuffle(examples)  # the source files are ordered by subdomain; batches must mix them
+    ds = ray.data.from_items(examples)
+    metrics_path = out / "metrics.jsonl"
+    gpu = conf.learner.device == "cuda"
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config={
+            "model_path": str(Path(model_path).resolve()), "device": conf.learner.device,
+            "zero_stage": conf.learner.zero_stage, "dtype": conf.learner.dtype, "grad_clip": conf.learner.grad_clip,
+            "steps": s.steps, "sft": {k: getattr(s, k) for k in ("batch_size", "lr", "weight_decay", "warmup_ratio",
+                                                               "min_lr_ratio", "save_every", "micro_batch_tokens", "seed")},
+            "pad_id": tok.pad_token_id or 0, "metrics_path": str(metrics_path.resolve()),
+            "env": learner_env(conf.learner.device)},
+        torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
+        scaling_config=ray.train.ScalingConfig(num_workers=s.num_workers, use_gpu=gpu,
+                                               resources_per_worker={"CPU": 1, **({"GPU": 1} if gpu else {})}),
+        run_config=ray.train.RunConfig(
+            name="ray-train", storage_path=storage_root,
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=None),
+            failure_config=ray.train.FailureConfig(max_failures=s.max_failures)),
+        datasets={"train": ds},
+    )
+    start = done[-1][0] if done else 0
+    bar = tqdm(total=s.steps, initial=start, desc="sft (Ray Train)", dynamic_ncols=True, mininterval=1)
+    stop = threading.Event()
+
+    def follow() -> None:  # the ranks write metrics.jsonl; the driver shows them as a progress bar
+        seen = 0
+        while not stop.wait(1.0):
+            if metrics_path.exists() and metrics_path.stat().st_size != seen:
+                seen = metrics_path.stat().st_size
+                with metrics_path.open("rb") as f:
+                    f.seek(max(0, seen - 4096))
+                    last = json.loads(f.read().decode().splitlines()[-1])
+                bar.n = last["step"]
+                bar.set_postfix(loss=f"{last['loss']:.3f}", lr=f"{last['lr']:.1e}")
+
+    t = threading.Thread(target=follow, daemon=True)
+    t.start()
+    try:
+        result = trainer.fit()
+    finally:
+        stop.set()
+        t.join()
+        bar.close()
+    if result.error:
+        raise RuntimeError(f"sft: Ray Train failed: {result.error}")
+    saved = checkpoints(storage)
+    (out / "checkpoints.json").write_text(json.dumps([{"step": st, "path": str(p)} for st, p in saved], indent=1))
+    return saved

@@ -1,0 +1,121 @@
+"""`ssp pipeline` (what `make demo` runs): the whole Spectrum-to-Signal Principle, stage by stage.
+
+    tiny model -> Spectrum (SFT on Ray Train, probe, merge; held-out eval of the base and merged model)
+               -> Signal (`ssp rl` from the merged model; held-out eval before and after)
+               -> summary.json, summary.png, a table per stage
+
+Each stage keeps what it finished in RUN_DIR (spectrum/, rl/); a failed stage says which and why, and
+rerunning the same command with the same run_dir continues from there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+
+class StageFailed(RuntimeError):
+    pass
+
+
+def _stage(name: str, fn, times: dict, path: Path):
+    print(f"\n=== pipeline stage: {name} ===", flush=True)
+    t0 = time.perf_counter()
+    try:
+        result = fn()
+    except Exception as e:
+        raise StageFailed(f"pipeline: stage '{name}' failed: {type(e).__name__}: {e}\n"
+                          f"what finished is kept in {path.parent}; rerun the same command to continue") from e
+    times[name] = times.get(name, 0.0) + time.perf_counter() - t0
+    return result
+
+
+def run_pipeline(conf) -> dict:
+    from trainer.rl import main as rl_main
+    from trainer.rl import save_config
+    from trainer.spectrum import run_spectrum
+
+    run_dir = Path(conf.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(conf, run_dir)
+    times_path = run_dir / "stage_times.json"
+    times = json.loads(times_path.read_text()) if times_path.exists() else {}
+    spec = _stage("spectrum", lambda: run_spectrum(conf, run_dir / "spectrum"), times, run_dir / "spectrum")
+    times_path.write_text(json.dumps(times))
+    rl_conf = dataclasses.replace(conf, run_dir=str(run_dir / "rl"))
+    rl_done = (run_dir / "rl" / "summary.json").exists()
+    if rl_done:
+        rl = json.loads((run_dir / "rl" / "summary.json").read_text())
+    else:
+        resume = (run_dir / "rl" / "metrics.jsonl").exists()
+        rl = _stage("rl", lambda: rl_main(rl_conf, resume=resume, policy=str(run_dir / "spectrum" / "merged")),
+                    times, run_dir / "rl")
+    times_path.write_text(json.dumps(times))
+    summary = summarise(spec, rl, times)
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    plot(summary, run_dir / "summary.png")
+    print(table(summary))
+    print(f"summary: {run_dir / 'summary.json'}  plots: {run_dir / 'summary.png'}, {run_dir / 'spectrum'}/*.png, "
+          f"{run_dir / 'rl' / 'curves.png'}")
+    return summary
+
+
+def summarise(spec: dict, rl: dict, times: dict) -> dict:
+    base, after = spec["heldout"]["base"], rl["eval_after"]
+    k = after["k"]
+    per_stage = {}
+    for name, ev in (("base", base), ("spectrum", spec["heldout"]["merged"]), ("rl_start", rl["eval_before"]),
+                     ("signal", after)):
+        subs = sorted(key.split("/")[1] for key in ev if key.startswith("pass1/"))
+        per_stage[name] = {"pass1": ev["pass1"], f"pass{k}": ev[f"pass{k}"],
+                           **{f"pass1/{s}": ev[f"pass1/{s}"] for s in subs},
+                           **{f"pass{k}/{s}": ev[f"pass{k}/{s}"] for s in subs}}
+    return {
+        "pass1_before": base["pass1"], "pass1_spectrum": spec["heldout"]["merged"]["pass1"],
+        "pass1_rl_start": rl["pass1_before"], "pass1_after": rl["pass1_after"], "k": k,
+        "spectrum": {key: spec[key] for key in ("specialists", "merged_mean_pass_at_k", "best_single",
+                                                "best_single_mean_pass_at_k", "merged_mean_pass_at_1", "fusion_holds")},
+        "heldout": per_stage, "stage_seconds": times, "spectrum_seconds": spec["times"],
+        "rl_time_split_s": {key: rl[key] for key in ("time_generate", "time_verify", "time_train", "time_sync")},
+        "total_minutes": sum(times.values()) / 60,
+    }
+
+
+def table(s: dict) -> str:
+    k = s["k"]
+    subs = sorted(key.split("/")[1] for key in s["heldout"]["base"] if key.startswith("pass1/"))
+    lines = [f"{'held-out':12s}{'Pass@1':>8s}{f'Pass@{k}':>8s}  " + "  ".join(f"{x:>11s}" for x in subs)]
+    for name, ev in s["heldout"].items():
+        cells = "  ".join(f"{ev[f'pass1/{x}']:.2f}/{ev[f'pass{k}/{x}']:.2f}".rjust(11) for x in subs)
+        lines.append(f"{name:12s}{ev['pass1']:8.3f}{ev[f'pass{k}']:8.3f}  {cells}")
+    lines.append("stage minutes: " + ", ".join(f"{n} {v / 60:.1f}" for n, v in s["stage_seconds"].items())
+                 + f" (total {s['total_minutes']:.1f})")
+    return "\n".join(lines)
+
+
+def plot(s: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = s["k"]
+    stages = list(s["heldout"])
+    subs = ["all"] + sorted(key.split("/")[1] for key in s["heldout"]["base"] if key.startswith("pass1/"))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    for ax, m in zip(axes, ("pass1", f"pass{k}")):
+        width = 0.8 / len(stages)
+        for i, st in enumerate(stages):
+            ev = s["heldout"][st]
+            ys = [ev[m] if x == "all" else ev[f"{m}/{x}"] for x in subs]
+            ax.bar([j + i * width for j in range(len(subs))], ys, width, label=st)
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(subs))], subs)
+        ax.set_ylim(0, 1)
+        ax.set_title(f"held-out {m.replace('pass', 'Pass@')} per stage")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
