@@ -15,9 +15,11 @@ $(STAMP): pyproject.toml cluster/install.sh
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
-# The main job: tiny model -> SFT warm-up -> `ssp rl` (MGPO on Ray) -> summary table, plots, dashboard.
+# The main job, all of SSP: tiny model -> Spectrum (SFT on Ray Train, probe, merge) -> Signal (`ssp rl`, MGPO)
+# -> summary table, plots, dashboard. DEMO_DIR=runs/demo-X continues a run that stopped.
+DEMO_DIR ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
 demo: $(STAMP)
-	$(VENV)/bin/ssp rl --config configs/tiny-cpu.yaml run_dir=runs/demo-$$(date +%Y%m%d-%H%M%S)
+	$(VENV)/bin/ssp pipeline --config configs/tiny-cpu.yaml run_dir=$(DEMO_DIR)
 
 bench: $(STAMP)
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
