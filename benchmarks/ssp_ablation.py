@@ -34,7 +34,7 @@ def main() -> None:
 
     out = Path(args.out)
     common = [f"rl.phases=[{{name: mixed, steps: {args.steps}, max_tokens: 64, subdomains: []}}]",
-              "rl.checkpoint_every=0", "cluster.dashboard=false"]
+              "rl.checkpoint_every=0", "rl.eval_every=0", "cluster.dashboard=false"]
     spec_dir = Path(args.spectrum) if args.spectrum else out / "spectrum"
     if not (spec_dir / "report.json").exists():
         run_spectrum(load_config(SSPConfig, args.config, [f"run_dir={spec_dir}", *common]), spec_dir)

@@ -28,12 +28,15 @@ def run_spectrum(conf, out: Path) -> dict:
     from actors.verifier import VerifierPool
     from actors.weight_sync import WeightSync
     from cluster.ray_cluster import connect
+    from trainer.data import DataError
     from trainer.eval import evaluate
     from trainer.merge import merge
     from trainer.rl import load_problems_for
     from trainer.sft import run_sft
     from trainer.tiny_model import ensure_model
 
+    if conf.sft.steps == 0:
+        raise DataError("config key 'sft.steps': 0, but the Spectrum stage needs SFT checkpoints to probe")
     out.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
     base = ensure_model(conf)
