@@ -261,3 +261,17 @@ def test_probe_sets_are_carved_from_train_and_disjoint_from_train_and_held_out()
     bad = load_config(SSPConfig, REPO / "configs" / "tiny-cpu.yaml", ["spectrum.probe_subdomains=[add, div]"])
     with pytest.raises(DataError, match="spectrum.probe_subdomains: no training problems in toy subdomain 'div'"):
         probe_sets(bad)
+
+
+def test_a_failed_pipeline_stage_is_named_and_keeps_what_finished(tmp_path):
+    from trainer.pipeline import StageFailed, _stage
+
+    times = {"spectrum": 12.0}
+
+    def boom():
+        raise ValueError("engine exploded")
+
+    with pytest.raises(StageFailed, match=r"stage 'rl' failed: ValueError: engine exploded\n.*kept in .*rerun"):
+        _stage("rl", boom, times, tmp_path / "rl")
+    assert times == {"spectrum": 12.0}
+    assert _stage("rl", lambda: 7, times, tmp_path / "rl") == 7 and set(times) == {"spectrum", "rl"}
