@@ -48,6 +48,11 @@ def main() -> None:
     results: dict[str, list[dict]] = {arm: [] for arm in starts}
     for seed in range(args.seeds):
         for arm, start in starts.items():
+            same = next(a for a in starts if starts[a] == start)  # an arm whose start equals an earlier one's
+            if same != arm:                                        # is that run (same start, same seeds)
+                print(f"{arm}: same start as {same} ({start}); its runs are reused")
+                results[arm].append(results[same][seed])
+                continue
             run = out / f"{arm}-seed{seed}"
             if not (run / "summary.json").exists():
                 conf = load_config(SSPConfig, args.config, [f"run_dir={run}", f"learner.seed={seed}",

@@ -15,7 +15,9 @@ import sys
 # vLLM's CPU backend: no OpenMP thread pinning (cores are shared with the learner), the engine in this
 # process (starts in seconds; engine.in_process=false turns it off). VLLM_CPU_KVCACHE_SPACE comes from
 # engine.kv_cache_gib (actors/engine.py set_engine_env), not from here.
+# RAY_TRAIN_ENABLE_STATE_TRACKING: Ray Train runs (`ssp sft`) appear in the dashboard's Train view.
 _BASE = {
+    "RAY_TRAIN_ENABLE_STATE_TRACKING": "1",
     "TOKENIZERS_PARALLELISM": "false",
     "VLLM_CPU_OMP_THREADS_BIND": "nobind",
     "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
