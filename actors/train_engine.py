@@ -95,9 +95,11 @@ class TrainEngine:
         self.ds.backward(loss * self.world, scale_wrt_gas=False)  # DeepSpeed averages over ranks
 
     def step(self) -> dict[str, float]:
+        """The optimizer step; returns the global grad norm and the learning rate this step used."""
+        lr = self.ds.get_lr()[0]
         self.ds.step()
         norm = self.ds.get_global_grad_norm()
-        return {"grad_norm": float(norm) if norm is not None else float("nan"), "lr": self.ds.get_lr()[0]}
+        return {"grad_norm": float(norm) if norm is not None else float("nan"), "lr": lr}
 
     def state_dict(self) -> dict[str, Tensor] | None:
         """Full parameters gathered on every rank (a collective); returned by rank 0 only."""
