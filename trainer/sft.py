@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ssp.config import cfg
-from trainer.data import DataError, Problem, build_prompt, iter_jsonl
+from trainer.data import DataError, Problem, iter_jsonl
 
 
 @dataclass
@@ -95,32 +95,19 @@ def render(tokenizer: Any, messages: list[dict]) -> dict[str, list[int]]:
 
 
 def build_examples(tokenizer: Any, conf, evals: list[Problem]) -> tuple[list[dict], dict[str, int]]:
-    """The SFT examples (token ids) after 10-gram decontamination against `evals`, and the counts."""
+    """The SFT examples (token ids) after n-gram decontamination against `evals`, and the counts."""
     from trainer.decontam import decontaminate
     from trainer.rl import load_problems_for
 
-    convs: list[tuple[str, list[dict] | tuple[Problem, str]]] = []
     if conf.sft.files:
-        for f in conf.sft.files:
-            for msgs in load_chat_pairs(f):
-                convs.append(("\n".join(m["content"] for m in msgs), msgs))
-    else:
-        for p in load_problems_for(conf)[0]:
-            convs += [(f"{p.prompt}\n{trace}", (p, trace)) for trace in p.solutions]
-    items = [Problem(id=str(i), prompt=text, kind="math") for i, (text, _) in enumerate(convs)]
+        convs = [msgs for f in conf.sft.files for msgs in load_chat_pairs(f)]
+    else:  # each solution trace of each training problem, as a user turn (the RL prompt) and the trace
+        instr = conf.data.instruction
+        convs = [[{"role": "user", "content": f"{p.prompt}\n{instr}".strip() if instr else p.prompt},
+                  {"role": "assistant", "content": trace}] for p in load_problems_for(conf)[0] for trace in p.solutions]
+    items = [Problem(id=str(i), prompt="\n".join(m["content"] for m in c), kind="math") for i, c in enumerate(convs)]
     report = decontaminate(items, evals, n=conf.sft.decontam_ngram)
-    kept = {p.id for p in report.kept}
-    examples = []
-    for i, (_, c) in enumerate(convs):
-        if str(i) not in kept:
-            continue
-        if isinstance(c, tuple):
-            p, trace = c
-            ids = tokenizer(build_prompt(tokenizer, p, conf.data.instruction), add_special_tokens=False)["input_ids"]
-            examples.append({"prompt_ids": ids, "response_ids": tokenizer(trace, add_special_tokens=False)["input_ids"]
-                             + [tokenizer.eos_token_id]})
-        else:
-            examples.append(render(tokenizer, c))
+    examples = [render(tokenizer, convs[int(p.id)]) for p in report.kept]
     if not examples:
         raise DataError("sft: no training examples (no solution traces in the training problems, field 'solutions', "
                         "and no sft.files) after decontamination")
