@@ -13,6 +13,12 @@ from trainer.data import Problem
 from trainer.metrics import cons_at_k, mean_pass_at_k
 
 
+def stratified_subset(problems: list[Problem], cap: int) -> list[Problem]:
+    """Every ceil(n/cap)-th problem (at most `cap`; 0 = all): the held-out problems an eval runs on."""
+    every = -(-len(problems) // cap) if cap else 1
+    return problems[::every][: cap or None]
+
+
 def evaluate(rollout_pool, verifier_pool, problems: list[Problem], k: int, overrides: dict | None = None,
              ks: tuple[int, ...] = ()) -> dict:
     """k samples per problem: Pass@1 (mean over the k), unbiased pass@j for j in (k, *ks), cons@k; overall and

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from ssp.config import cfg, to_dict
 from trainer.batch_source import BATCH_SOURCES, RolloutBatch, Timer
 from trainer.data import Problem
-from trainer.eval import evaluate
+from trainer.eval import evaluate, stratified_subset
 from trainer.run_log import RunLog, summary_table
 
 
@@ -65,8 +65,7 @@ class Run:
 
         self.conf, self.dir, self.rl, self.policy = conf, run_dir, conf.rl, policy
         self.train_problems = {p.id: p for p in train}
-        every = -(-len(held) // self.rl.eval_max_problems) if self.rl.eval_max_problems else 1  # ceil
-        self.held = held[::every][: self.rl.eval_max_problems or None]  # a stratified subset
+        self.held = stratified_subset(held, self.rl.eval_max_problems)
         self.log = RunLog(run_dir, self.rl.tensorboard)
         self.stack = ExitStack()
         self.verifier = VerifierPool(conf.verifier)

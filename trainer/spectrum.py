@@ -12,24 +12,16 @@ import json
 import time
 from pathlib import Path
 
+from trainer.eval import stratified_subset
 from trainer.probe import mean_over, probe, probe_sets, specialists, write_table
-
-
-def heldout_subset(conf, held: list) -> list:
-    """The held-out problems the RL loop evaluates on (a stratified subset when rl.eval_max_problems is set)."""
-    cap = conf.rl.eval_max_problems
-    every = -(-len(held) // cap) if cap else 1
-    return held[::every][: cap or None]
 
 
 def run_spectrum(conf, out: Path) -> dict:
     """The whole Spectrum stage into `out`; returns the report (also report.json)."""
     from actors.rollout import RolloutPool
     from actors.verifier import VerifierPool
-    from actors.weight_sync import WeightSync
     from cluster.ray_cluster import connect
     from trainer.data import DataError
-    from trainer.eval import evaluate
     from trainer.merge import merge
     from trainer.rl import load_problems_for
     from trainer.sft import run_sft
@@ -62,8 +54,8 @@ def run_spectrum(conf, out: Path) -> dict:
             merge([dict(models)[spec[s]] for s in subs], merged, conf.spectrum.merge_weights or None)
         table.update(probe(conf, rollout, verifier, [("merged", str(merged))], sets, out))
         times["merge_and_probe_merged_s"] = time.perf_counter() - t0
-        heldout = _heldout(conf, rollout, verifier, heldout_subset(conf, held),
-                           {"base": base, "merged": str(merged)}, out / "heldout.json", evaluate, WeightSync)
+        heldout = _heldout(conf, rollout, verifier, stratified_subset(held, conf.rl.eval_max_problems),
+                           {"base": base, "merged": str(merged)}, out / "heldout.json")
     finally:
         rollout.shutdown()
         verifier.shutdown()
@@ -78,8 +70,11 @@ def run_spectrum(conf, out: Path) -> dict:
     return report
 
 
-def _heldout(conf, rollout, verifier, held, models: dict[str, str], path: Path, evaluate, WeightSync) -> dict:
+def _heldout(conf, rollout, verifier, held, models: dict[str, str], path: Path) -> dict:
     """Held-out Pass@1 (rl.eval_k samples) of each model, pushed into the engines in turn; kept in `path`."""
+    from actors.weight_sync import WeightSync
+    from trainer.eval import evaluate
+
     done = json.loads(path.read_text()) if path.exists() else {}
     for i, (name, p) in enumerate(models.items()):
         if name not in done:
