@@ -25,7 +25,8 @@ class SpectrumConfig:
                                                                      "the paper)")
     probe_files: list[str] = cfg([], "probe problem files (.jsonl/.parquet, split by their `subdomain`); empty = "
                                      "toy problems carved out of the toy training split")
-    probe_problems: int = cfg(32, "problems per subdomain probe set", ge=1)
+    probe_problems: int = cfg(32, "problems per subdomain probe set (toy: at most a quarter of the subdomain's "
+                                  "training problems)", ge=1)
     probe_n: int = cfg(16, "samples per probe problem (n >= K, for the unbiased Pass@K)", ge=1)
     probe_k: int = cfg(8, "K of the Pass@K that picks each subdomain's specialist", ge=1)
     probe_seed: int = cfg(1, "seed that picks the probe problems")
@@ -35,7 +36,8 @@ class SpectrumConfig:
 
 def carve_probe(conf, train: list[Problem]) -> tuple[list[Problem], dict[str, list[Problem]]]:
     """Toy data: (train without the probe problems, {subdomain: probe problems}), `probe_problems` per
-    subdomain taken from the training split, spread over levels, seeded. With probe files: (train, {})."""
+    subdomain (at most a quarter of its training problems) taken from the training split, spread over
+    levels, seeded. With probe files: (train, {})."""
     s = conf.spectrum
     if s.probe_files or conf.data.train:
         return train, {}
@@ -53,7 +55,10 @@ def carve_probe(conf, train: list[Problem]) -> tuple[list[Problem], dict[str, li
         levels = sorted(by_level, key=str)
         picked = [by_level[lv][i] for i in range(max(map(len, by_level.values()))) for lv in levels
                   if i < len(by_level[lv])]  # round robin over levels
-        sets[sub] = picked[: s.probe_problems]
+        sets[sub] = picked[: min(s.probe_problems, len(picked) // 4)]  # never more than a quarter of train
+        if not sets[sub]:
+            raise DataError(f"spectrum.probe_subdomains: toy subdomain {sub!r} has {len(picked)} training problems, "
+                            "too few to give a quarter to a probe set (raise data.toy.per_cell)")
     taken = {p.id for ps in sets.values() for p in ps}
     return [p for p in train if p.id not in taken], sets
 
