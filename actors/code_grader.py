@@ -24,6 +24,7 @@ from typing import Any
 
 from actors.sandbox import Channel, OutputLimit, RunResult, Sandbox, SandboxClosed, SandboxTimeout
 from actors.sandbox_boot import decode, encode
+from trainer.graders import lcb_extract_code
 from trainer.rewards import Result, extract_code
 
 TEST_KINDS = ("asserts", "test_code", "functional", "stdin_stdout")
@@ -248,11 +249,13 @@ def _run_reason(r: RunResult) -> str | None:
     return None
 
 
-def grade_code(response: str, tests: dict[str, Any], sandbox: Sandbox) -> Result:
-    """Reward 1 only when the harness saw every test pass."""
+def grade_code(response: str, tests: dict[str, Any], sandbox: Sandbox, lcb: bool = False) -> Result:
+    """Reward 1 only when the harness saw every test pass. `lcb`: LiveCodeBench's protocol, i.e. its code
+    extraction (between the last two fence lines) and the time limit per test: each stdin case runs alone
+    under the sandbox limit, and a function-test run gets the limit once per test."""
     t0 = time.perf_counter()
     kind = check_tests(tests)
-    code = extract_code(response)
+    code = lcb_extract_code(response) if lcb else extract_code(response)
     if not code.strip():
         return Result("", "code", 0.0, "format_miss", time.perf_counter() - t0, code)
 
@@ -271,7 +274,9 @@ def grade_code(response: str, tests: dict[str, Any], sandbox: Sandbox) -> Result
                 return result(reason, r)
         return result("correct", r)
     imports = "\n".join(tests.get("imports") or [])
-    r = sandbox.serve(f"{imports}\n{code}" if imports else code, _harness(tests, kind))
+    n_tests = len(tests[kind]) if kind in ("asserts", "functional") else 1
+    limit = sandbox.limits.timeout_s * n_tests if lcb else None
+    r = sandbox.serve(f"{imports}\n{code}" if imports else code, _harness(tests, kind), limit)
     v = r.value
     if isinstance(v, Verdict) and r.timed_out is False and not r.memory_exceeded:
         res = result(v.reason, r, v.detail)

@@ -72,7 +72,7 @@ class RolloutWorker:
         self.llm = make_llm(model_path, engine)
         self.sync = weight_sync.make(sync_name)
         self.tokenizer = load_tokenizer(model_path)
-        self.sampling, self.instruction, self.version = sampling, instruction, 0
+        self.sampling, self.instruction, self.version, self.requests = sampling, instruction, 0, 0
         self.m_tok_s = metrics.Gauge("ssp_rollout_tokens_per_s", "generated tokens/s of the last batch")
         self.m_inflight = metrics.Gauge("ssp_rollout_requests_in_flight", "requests in this engine")
         self.m_version = metrics.Gauge("ssp_rollout_weight_version", "weight version the engine holds")
@@ -82,35 +82,66 @@ class RolloutWorker:
         return self.version
 
     def generate(self, problems: list, n: int, mode: str = "n", min_version: int | None = None,
-                 overrides: dict | None = None) -> list[Rollout]:
-        """G=`n` samples for each Problem; tagged with this engine's weight version. `min_version` is the
-        staleness bound: an engine on older weights refuses (the pool resyncs it and retries)."""
+                 overrides: dict | None = None, instruction: str | None = None) -> list[Rollout]:
+        """G=`n` samples for each Problem, in problem order; tagged with this engine's weight version.
+        `min_version` is the staleness bound: an engine on older weights refuses (the pool resyncs it and
+        retries)."""
+        done = dict(self._run(problems, n, mode, min_version, overrides, instruction))
+        return [r for i in range(len(problems)) for r in done[i]]
+
+    def stream(self, problems: list, n: int, mode: str = "n", min_version: int | None = None,
+               overrides: dict | None = None, instruction: str | None = None):
+        """As `generate`, but yields (problem index, its n rollouts) as each problem finishes (call with
+        `num_returns="streaming"`): the caller scores early problems while the engine works on the rest."""
+        yield from self._run(problems, n, mode, min_version, overrides, instruction)
+
+    def _run(self, problems: list, n: int, mode: str, min_version: int | None, overrides: dict | None,
+             instruction: str | None):
+        """One continuous batch over every problem's requests; yields each problem once all its samples are
+        done. `instruction` (None = this worker's) is appended to each user prompt."""
         if min_version is not None and self.version < min_version:
             raise StaleWeights(f"engine holds weights v{self.version}, the pool needs at least v{min_version}")
+        from vllm.sampling_params import RequestOutputKind
+
         from trainer.data import build_prompt
 
         sampling = SamplingConfig(**{**asdict(self.sampling), **(overrides or {})})
         problems = [as_problem(p) for p in problems]
-        prompts = [build_prompt(self.tokenizer, p, self.instruction) for p in problems]
-        if mode == "repeat":
-            reqs, params = [p for p in prompts for _ in range(n)], sampling_params(sampling, n=1)
-        else:
-            reqs, params = prompts, sampling_params(sampling, n=n)
-        self.m_inflight.set(len(reqs) * (1 if mode == "repeat" else n))
-        t0 = time.perf_counter()
-        outs = self.llm.generate(reqs, params, use_tqdm=False)
-        self.m_inflight.set(0)
-        completions = [c for o in outs for c in o.outputs]
-        prompt_ids = [o.prompt_token_ids for o in outs for _ in o.outputs]
-        n_tok = sum(len(c.token_ids) for c in completions)
-        self.m_tok_s.set(n_tok / max(time.perf_counter() - t0, 1e-9))
-        return [
-            Rollout(problem_id=problems[i // n].id, sample_idx=i % n, prompt_ids=list(prompt_ids[i]),
-                    response_ids=list(c.token_ids),
-                    logprobs=[lp[t].logprob for lp, t in zip(c.logprobs, c.token_ids)] if c.logprobs else [],
-                    text=c.text, finish_reason=c.finish_reason or "stop", weight_version=self.version)
-            for i, c in enumerate(completions)
-        ]
+        instruction = self.instruction if instruction is None else instruction
+        copies, per_request = (n, 1) if mode == "repeat" else (1, n)
+        engine, owner, got = self.llm.llm_engine, {}, {}
+        for i, p in enumerate(problems):
+            prompt = build_prompt(self.tokenizer, p, instruction)
+            for c in range(copies):
+                params = sampling_params(sampling, n=per_request)
+                params.output_kind = RequestOutputKind.FINAL_ONLY
+                self.requests += 1
+                rid = f"r{self.requests}"  # outputs carry this id (add_request returns an internal one)
+                engine.add_request(rid, prompt, params)
+                owner[rid] = (i, c)
+            got[i] = []
+        self.m_inflight.set(len(problems) * n)
+        t0, n_tok = time.perf_counter(), 0
+        try:
+            while owner:
+                for out in engine.step():
+                    if not out.finished or out.request_id not in owner:
+                        continue
+                    i, c = owner.pop(out.request_id)
+                    for j, comp in enumerate(out.outputs):
+                        n_tok += len(comp.token_ids)
+                        got[i].append(Rollout(
+                            problem_id=problems[i].id, sample_idx=c + j, prompt_ids=list(out.prompt_token_ids),
+                            response_ids=list(comp.token_ids),
+                            logprobs=[lp[t].logprob for lp, t in zip(comp.logprobs, comp.token_ids)] if comp.logprobs else [],
+                            text=comp.text, finish_reason=comp.finish_reason or "stop", weight_version=self.version))
+                    if len(got[i]) == n:
+                        yield i, sorted(got.pop(i), key=lambda r: r.sample_idx)
+        finally:
+            if owner:  # the caller went away (or a step failed): free the engine for the next call
+                engine.abort_request(list(owner))
+            self.m_inflight.set(0)
+            self.m_tok_s.set(n_tok / max(time.perf_counter() - t0, 1e-9))
 
     def update_weights(self, handle, version: int) -> float:
         """Load the weights behind a WeightSync handle into the running engine; returns seconds taken."""
@@ -208,6 +239,33 @@ class RolloutPool:
             for r in results[i]:
                 by_id.setdefault(r.problem_id, []).append(r)
         return [r for p in problems for r in by_id[p.id]]
+
+    def stream(self, problems: list, n: int, overrides: dict | None = None, instruction: str | None = None):
+        """Yields (Problem, its n rollouts) as each problem finishes. Problems are dealt round-robin to the
+        engines (neighbours in a dataset go to different engines) and each engine runs its share as one
+        continuous batch, streaming results back (a Ray generator task); an engine failure ends the stream
+        with its error (`ssp eval` resumes from what it recorded)."""
+        problems = [as_problem(p) for p in problems]
+        k = len(self.workers)
+        gens = {}
+        for i, w in enumerate(self.workers):
+            if problems[i::k]:
+                gen = w.stream.options(num_returns="streaming").remote(
+                    problems[i::k], n, self.config.sampling_mode, self.version, overrides, instruction)
+                gens[gen] = problems[i::k]
+        while gens:
+            ready, _ = ray.wait(list(gens), num_returns=1, timeout=self.config.request_timeout_s)
+            if not ready:
+                raise TimeoutError(f"rollout: no problem finished within {self.config.request_timeout_s}s "
+                                   "(rollout.request_timeout_s)")
+            for gen in ready:
+                try:
+                    ref = next(gen)
+                except StopIteration:
+                    del gens[gen]
+                    continue
+                j, rollouts = ray.get(ref)
+                yield gens[gen][j], rollouts
 
     def shutdown(self) -> None:
         for w in self.workers:

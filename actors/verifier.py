@@ -107,31 +107,36 @@ class VerifierActor:
     def grade_math(self, req: VerifyRequest) -> Result:
         checker = self.checkers.get()
         try:
-            return checker.check(req.response, req.gold or "")
+            return checker.check(req.response, req.gold or "", req.grader or "math-verify")
         finally:
             self.checkers.put(checker)
 
     def grade_code(self, req: VerifyRequest) -> Result:
-        return grade_code(req.response, req.tests or {}, self.sandbox)
+        if req.grader not in ("", "sandbox", "lcb"):
+            raise ValueError(f"unknown code grader {req.grader!r}; valid: ['lcb', 'sandbox']")
+        return grade_code(req.response, req.tests or {}, self.sandbox, lcb=req.grader == "lcb")
 
 
 # kind -> VerifierActor method: a new verifier kind is one method plus one entry here.
 GRADERS = {"math": "grade_math", "code": "grade_code"}
 
 
-def requests_for(problems: dict[str, Any], rollouts: list) -> list[VerifyRequest]:
-    """One request per rollout: its text against its Problem's gold answer or tests."""
+def requests_for(problems: dict[str, Any], rollouts: list, graders: dict[str, str] | None = None) -> list[VerifyRequest]:
+    """One request per rollout: its text against its Problem's gold answer or tests, graded by
+    `graders[kind]` (absent: the training reward)."""
     out = []
     for r in rollouts:
         p = problems[r.problem_id]
-        out.append(VerifyRequest(f"{r.problem_id}#{r.sample_idx}", p.kind, r.text, p.answer, p.tests))
+        out.append(VerifyRequest(f"{r.problem_id}#{r.sample_idx}", p.kind, r.text, p.answer, p.tests,
+                                 (graders or {}).get(p.kind, "")))
     return out
 
 
 def as_request(item: VerifyRequest | dict[str, Any]) -> VerifyRequest:
     if isinstance(item, VerifyRequest):
         return item
-    return VerifyRequest(str(item["id"]), item["kind"], item["response"], item.get("gold"), item.get("tests"))
+    return VerifyRequest(str(item["id"]), item["kind"], item["response"], item.get("gold"), item.get("tests"),
+                         item.get("grader", ""))
 
 
 class VerifierPool:

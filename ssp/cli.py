@@ -207,6 +207,18 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    extra = [f"eval.suite={args.suite}"] + ([f"eval.limit={args.limit}"] if args.limit else []) + \
+        ([f"eval.n={args.k}"] if args.k else []) + ([f"model.path={args.model}"] if args.model else [])
+    args.overrides = [*args.overrides, *extra]
+    conf = load_tree(args)
+    from trainer.eval_run import run_eval
+    from trainer.tiny_model import ensure_model
+
+    run_eval(conf, args.model or ensure_model(conf))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ssp", description="ssp-rl: Spectrum-to-Signal RL post-training")
     sub = parser.add_subparsers(dest="command", required=True, metavar="<command>")
@@ -266,6 +278,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pipeline", help="all of SSP: Spectrum then Signal (rl from the merged model), with a summary")
     add_config_args(p)
     p.set_defaults(func=cmd_pipeline)
+
+    p = sub.add_parser("eval", help="the official eval protocol (VibeThinker math, LiveCodeBench code) on the cluster")
+    add_config_args(p)
+    p.add_argument("--model", help="HF model dir (default: model.path)")
+    p.add_argument("--suite", default="toy", help="configs/eval/SUITE.yaml (math, code, toy) or a YAML path")
+    p.add_argument("--limit", type=positive_int, help="first N problems of each dataset")
+    p.add_argument("--k", type=positive_int, help="samples per problem (the suite's n otherwise)")
+    p.set_defaults(func=cmd_eval)
 
     from actors.verifier import register_cli as verify_cli  # commands owned by their rooms
     from cluster.scheduler_cli import register_cli as scheduler_cli

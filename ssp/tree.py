@@ -11,6 +11,7 @@ from actors.verifier import VerifierConfig
 from cluster.ray_cluster import ClusterConfig
 from cluster.scheduler import SchedulerConfig
 from ssp.config import ConfigError, cfg
+from trainer.eval_run import EvalConfig
 from trainer.probe import SpectrumConfig
 from trainer.rl import RLConfig
 from trainer.sft import SFTConfig
@@ -49,6 +50,7 @@ class SSPConfig:
     sft: SFTConfig = cfg(SFTConfig(), "the Spectrum stage's SFT (Ray Train)")
     spectrum: SpectrumConfig = cfg(SpectrumConfig(), "the Spectrum stage's probing and merging")
     rl: RLConfig = cfg(RLConfig(), "the RL loop")
+    eval: EvalConfig = cfg(EvalConfig(), "`ssp eval`: suite, output folder, limits (the protocol is in the suite)")
 
     def __post_init__(self) -> None:
         """Checks that span sections, at load time (before Ray, vLLM or DeepSpeed start)."""

@@ -32,6 +32,7 @@ class Problem:
     level: int | None = None
     solutions: list[str] = field(default_factory=list)  # SFT traces, when the source has them
     source: str = ""
+    starter_code: str = ""  # code problems: the signature a solution must fill in (LiveCodeBench)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

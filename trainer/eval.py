@@ -1,16 +1,39 @@
-"""Evaluation on held-out problems: Pass@1 of k samples, unbiased pass@k, cons@k, per subdomain.
+"""The one evaluator: n samples per problem from the rollout engines, scored by the verifier pool while the
+engines keep generating, summed up by trainer/metrics.py.
 
-`evaluate` drives whatever rollout pool and verifier pool it is given (the RL loop passes its own, so
-the numbers are for the current weights; the Spectrum probe pushes each checkpoint into the engines and
-calls it per checkpoint). One implementation of Pass@k for both.
+`score_stream` is the engine of it: problems stream out of the engines as they finish and their samples go
+straight to the verifiers (in threads), so scoring overlaps generation. `ssp eval` (trainer/eval_run.py)
+records what it yields; `evaluate` is the short form `ssp rl`'s held-out eval and `ssp probe` call on the
+engines' current weights.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 
 from trainer.data import Problem
-from trainer.metrics import cons_at_k, mean_pass_at_k
+from trainer.graders import vote_answer
+from trainer.metrics import summarize
+
+TRAINING_REWARD = {"math": "math-verify", "code": "sandbox"}  # the grader RL trains on, per kind
+
+
+@dataclass
+class Scored:
+    """One problem's samples and their scores under each grader (the first is the primary one)."""
+    problem: Problem
+    texts: list[str]
+    tokens: list[int]
+    truncated: list[bool]
+    scores: dict[str, list[float]]
+    reasons: dict[str, list[str]]
+
+    def by(self, primary: dict[str, str] | None = None) -> list[float]:
+        """The scores of `primary[kind]` (default, or when that grader did not run: the first grader)."""
+        g = (primary or {}).get(self.problem.kind)
+        return self.scores[g] if g in self.scores else next(iter(self.scores.values()))
 
 
 def stratified_subset(problems: list[Problem], cap: int) -> list[Problem]:
@@ -19,23 +42,60 @@ def stratified_subset(problems: list[Problem], cap: int) -> list[Problem]:
     return problems[::every][: cap or None]
 
 
-def evaluate(rollout_pool, verifier_pool, problems: list[Problem], k: int, overrides: dict | None = None,
-             ks: tuple[int, ...] = ()) -> dict:
-    """k samples per problem: Pass@1 (mean over the k), unbiased pass@j for j in (k, *ks), cons@k; overall and
-    per subdomain (`pass1/{sub}`, `pass{j}/{sub}`)."""
+def score_stream(rollout_pool, verifier_pool, problems: list[Problem], n: int,
+                 graders: dict[str, list[str]] | None = None, overrides: dict | None = None,
+                 instruction: str | None = None, threads: int = 4) -> Iterator[Scored]:
+    """Yields each problem, scored, as soon as its samples are generated and verified. `graders[kind]` lists
+    the graders to run on every sample (default: the training reward); the first is the primary one."""
     from actors.verifier import requests_for
 
-    rollouts = rollout_pool.generate(problems, k, overrides)
-    results = verifier_pool.verify(requests_for({p.id: p for p in problems}, rollouts))
-    per: dict[str, list] = defaultdict(list)
-    for r, res in zip(rollouts, results):
-        per[r.problem_id].append(res)
-    rows = {p.id: (k, sum(x.reward > 0 for x in per[p.id])) for p in problems}
-    cons = {p.id: cons_at_k([x.answer for x in per[p.id]], [x.reward for x in per[p.id]]) for p in problems}
+    graders = {**{k: [v] for k, v in TRAINING_REWARD.items()}, **(graders or {})}
+
+    def score(p: Problem, rollouts: list) -> Scored:
+        modes = graders[p.kind]
+        reqs = [r for m in modes for r in requests_for({p.id: p}, rollouts, {p.kind: m})]
+        res = verifier_pool.verify(reqs)
+        k = len(rollouts)
+        return Scored(p, [r.text for r in rollouts], [len(r.response_ids) for r in rollouts],
+                      [r.finish_reason == "length" for r in rollouts],
+                      {m: [x.reward for x in res[i * k:(i + 1) * k]] for i, m in enumerate(modes)},
+                      {m: [x.reason for x in res[i * k:(i + 1) * k]] for i, m in enumerate(modes)})
+
+    with ThreadPoolExecutor(threads) as pool:
+        pending: set = set()
+        for p, rollouts in rollout_pool.stream(problems, n, overrides, instruction):
+            pending.add(pool.submit(score, p, rollouts))
+            for f in [f for f in pending if f.done()]:
+                pending.discard(f)
+                yield f.result()
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for f in done:
+                yield f.result()
+
+
+def figures(scored: list[Scored], ks: list[int] = (), primary: dict[str, str] | None = None) -> dict[str, float]:
+    """trainer/metrics.summarize over scored problems, each scored by `primary[its kind]` (default: the first
+    grader that ran on it)."""
+    return summarize([s.by(primary) for s in scored], ks,
+                     answers=[[vote_answer(t) for t in s.texts] for s in scored],
+                     truncated=[s.truncated for s in scored], tokens=[s.tokens for s in scored])
+
+
+def evaluate(rollout_pool, verifier_pool, problems: list[Problem], k: int, overrides: dict | None = None,
+             ks: tuple[int, ...] = ()) -> dict:
+    """k samples per problem, scored by the training reward: `pass1` (mean of the k), unbiased `pass{j}` for j
+    in (k, *ks), `cons{k}`, truncation, mean tokens; per subdomain `pass{j}/{sub}`."""
+    scored = list(score_stream(rollout_pool, verifier_pool, problems, k, overrides=overrides))
     js = sorted({1, k, *ks})
-    out = {f"pass{j}": mean_pass_at_k(list(rows.values()), j) for j in js}
-    out.update({f"cons{k}": sum(cons.values()) / max(len(cons), 1), "problems": len(problems), "k": k})
+
+    def keyed(group: list[Scored]) -> dict[str, float]:
+        f = figures(group, js)
+        return {**f, **{f"pass{j}": f[f"pass@{j}"] for j in js}}
+
+    out = {key: v for key, v in keyed(scored).items() if "@" not in key}
+    out["k"] = k
     for sub in sorted({p.subdomain for p in problems}):
-        ids = [p.id for p in problems if p.subdomain == sub]
-        out.update({f"pass{j}/{sub}": mean_pass_at_k([rows[i] for i in ids], j) for j in js})
+        f = keyed([s for s in scored if s.problem.subdomain == sub])
+        out.update({f"pass{j}/{sub}": f[f"pass{j}"] for j in js})
     return out

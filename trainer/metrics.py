@@ -25,10 +25,37 @@ def mean_pass_at_k(per_problem: list[tuple[int, int]], k: int) -> float:
     return sum(pass_at_k(n, c, k) for n, c in per_problem) / max(len(per_problem), 1)
 
 
-def cons_at_k(answers: list[str | None], rewards: list[float]) -> float:
-    """1 if the most common extracted answer (ties: first seen) is a correct one, else 0."""
+def cons_at_n(answers: list[str | None], scores: list[float]) -> float:
+    """Majority vote (the official VibeThinker rule): answers compared as raw strings, responses without one
+    left out of the vote. On a tie every mode counts: the problem scores the mean correctness of all
+    responses whose answer is among the modes if any of them is correct, else 0."""
     counts = Counter(a for a in answers if a is not None)
     if not counts:
         return 0.0
-    top = counts.most_common(1)[0][0]
-    return float(any(a == top and r > 0 for a, r in zip(answers, rewards)))
+    top = max(counts.values())
+    voted = [s for a, s in zip(answers, scores) if a is not None and counts[a] == top]
+    return sum(voted) / len(voted) if any(s > 0 for s in voted) else 0.0
+
+
+def summarize(samples: list[list[float]], ks: list[int] = (), answers: list[list[str | None]] | None = None,
+              truncated: list[list[bool]] | None = None, tokens: list[list[int]] | None = None) -> dict[str, float]:
+    """One dataset's figures from its per-problem lists of 0/1 scores (n samples each): `pass1` (mean of all
+    scores), `passN` (any correct), unbiased `pass@k` for each k <= n, and when given `consN` (from the vote
+    answers), `truncation` (share of responses that hit the length limit) and `mean_tokens`."""
+    if not samples:
+        return {"problems": 0}
+    n = min(len(s) for s in samples)
+    flat = [x for s in samples for x in s]
+    out = {"problems": len(samples), "n": n, "pass1": sum(flat) / len(flat),
+           f"pass{n}": sum(any(x > 0 for x in s) for s in samples) / len(samples)}
+    for k in sorted({k for k in ks if k <= n}):
+        out[f"pass@{k}"] = mean_pass_at_k([(len(s), sum(x > 0 for x in s)) for s in samples], k)
+    if answers is not None:
+        out[f"cons{n}"] = sum(cons_at_n(a, s) for a, s in zip(answers, samples)) / len(samples)
+    if truncated is not None:
+        t = [x for s in truncated for x in s]
+        out["truncation"] = sum(t) / len(t)
+    if tokens is not None:
+        t = [x for s in tokens for x in s]
+        out["mean_tokens"] = sum(t) / len(t)
+    return out

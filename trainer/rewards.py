@@ -28,6 +28,7 @@ class VerifyRequest:
     response: str
     gold: str | list[str] | None = None  # a list: any of these answers is accepted
     tests: dict[str, Any] | None = None
+    grader: str = ""  # "" = the kind's training reward; "vibethinker" (math) or "lcb" (code): eval protocols
 
 
 @dataclass
@@ -158,6 +159,17 @@ def grade_math(response: str, gold: str | list[str]) -> tuple[float, str, str | 
     return 0.0, "wrong_answer", shown
 
 
+def math_grader(name: str):
+    """The math grading function called `name`: "math-verify" (the training reward) or "vibethinker"
+    (trainer/graders.py). Unknown names fail listing the valid ones."""
+    from trainer.graders import grade_vibethinker
+
+    graders = {"math-verify": grade_math, "vibethinker": grade_vibethinker}
+    if name not in graders:
+        raise ValueError(f"unknown math grader {name!r}; valid: {sorted(graders)}")
+    return graders[name]
+
+
 def _serve(memory_mb: int, parent: int) -> None:
     """Helper-process loop: JSON lines in on stdin, results out on the original stdout."""
     import logging
@@ -188,7 +200,7 @@ def _serve(memory_mb: int, parent: int) -> None:
     for line in sys.stdin:
         req = json.loads(line)
         try:
-            reward, reason, answer = grade_math(req["response"], req["gold"])
+            reward, reason, answer = math_grader(req.get("grader") or "math-verify")(req["response"], req["gold"])
         except Exception as e:  # reported to the caller, which counts it
             reward, reason, answer = 0.0, f"verifier_error: {type(e).__name__}: {e}"[:300], None
         out.write(json.dumps([reward, reason, answer]) + "\n")
@@ -217,8 +229,10 @@ class MathChecker:
             raise RuntimeError("math checker helper failed to start")
         return proc
 
-    def check(self, response: str, gold: str) -> Result:
-        """Grade one response; reason "timeout" when the helper had to be killed."""
+    def check(self, response: str, gold: str | list[str], grader: str = "math-verify") -> Result:
+        """Grade one response with `grader` (see `math_grader`); reason "timeout" when the helper had to be
+        killed."""
+        math_grader(grader)  # an unknown name is the caller's error, not a helper crash
         t0 = time.perf_counter()
         with self._lock:
             if self._proc is None or self._proc.poll() is not None:
@@ -226,7 +240,7 @@ class MathChecker:
             proc = self._proc
             assert proc.stdin is not None
             try:
-                proc.stdin.write(json.dumps({"response": response, "gold": gold}) + "\n")
+                proc.stdin.write(json.dumps({"response": response, "gold": gold, "grader": grader}) + "\n")
                 proc.stdin.flush()
                 line = _readline(proc, self.timeout_s)
             except (BrokenPipeError, OSError):
