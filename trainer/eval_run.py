@@ -39,9 +39,9 @@ def check_model(path: str):
         raise DataError(f"{path}: not an HF model directory (no config.json)")
     if not any((p / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.json")):
         raise DataError(f"{path}: no tokenizer (tokenizer.json / tokenizer_config.json)")
-    from trainer.tiny_model import load_tokenizer
+    from transformers import AutoTokenizer
 
-    tok = load_tokenizer(path)
+    tok = AutoTokenizer.from_pretrained(path, local_files_only=True)  # no fallback template: the model's own
     if not tok.chat_template:
         raise DataError(f"{path}: the tokenizer has no chat template (the protocol renders prompts with it)")
     return tok
@@ -50,7 +50,7 @@ def check_model(path: str):
 def to_record(dataset: str, s: Scored, key: str) -> dict:
     p = s.problem
     return {"dataset": dataset, "id": key, "kind": p.kind, "subdomain": p.subdomain, "gold": p.answer,
-            "samples": [{"text": t, "tokens": n, "truncated": tr, "vote": vote_answer(t),
+            "prompt": p.prompt, "samples": [{"text": t, "tokens": n, "truncated": tr, "vote": vote_answer(t),
                          "scores": {m: s.scores[m][i] for m in s.scores},
                          "reasons": {m: s.reasons[m][i] for m in s.reasons}}
                         for i, (t, n, tr) in enumerate(zip(s.texts, s.tokens, s.truncated))]}
@@ -129,8 +129,9 @@ def run_eval(conf, model: str) -> dict:
             if (spec.name, p.id) in done:
                 continue
             q = replace(p, id=f"{spec.name}/{p.id}", prompt=user_content(p, spec, suite, conf.data.instruction))
-            prompt_len = len(tok.apply_chat_template([{"role": "user", "content": q.prompt}], tokenize=True,
-                                                     add_generation_prompt=True))
+            text = tok.apply_chat_template([{"role": "user", "content": q.prompt}], tokenize=False,
+                                           add_generation_prompt=True)
+            prompt_len = len(tok(text, add_special_tokens=False)["input_ids"])
             if prompt_len >= max_len:
                 raise DataError(f"{spec.path or spec.name}: problem {p.id}: the prompt is {prompt_len} tokens, no room "
                                 f"in the engine context of {max_len} (eval.max_model_len)")
