@@ -243,29 +243,46 @@ class RolloutPool:
     def stream(self, problems: list, n: int, overrides: dict | None = None, instruction: str | None = None):
         """Yields (Problem, its n rollouts) as each problem finishes. Problems are dealt round-robin to the
         engines (neighbours in a dataset go to different engines) and each engine runs its share as one
-        continuous batch, streaming results back (a Ray generator task); an engine failure ends the stream
-        with its error (`ssp eval` resumes from what it recorded)."""
+        continuous batch, streaming results back (a Ray generator task). An engine that dies (or holds stale
+        weights) is resynced and given the problems of its share it had not finished, up to
+        rollout.max_retries times, as `generate` does."""
         problems = [as_problem(p) for p in problems]
         k = len(self.workers)
-        gens = {}
-        for i, w in enumerate(self.workers):
-            if problems[i::k]:
-                gen = w.stream.options(num_returns="streaming").remote(
-                    problems[i::k], n, self.config.sampling_mode, self.version, overrides, instruction)
-                gens[gen] = problems[i::k]
-        while gens:
-            ready, _ = ray.wait(list(gens), num_returns=1, timeout=self.config.request_timeout_s)
+        live: dict = {}  # generator -> (engine, its problems, attempt, indexes already yielded)
+
+        def start(w: int, share: list, attempt: int) -> None:
+            gen = self.workers[w].stream.options(num_returns="streaming").remote(
+                share, n, self.config.sampling_mode, self.version, overrides, instruction)
+            live[gen] = (w, share, attempt, set())
+
+        for w in range(k):
+            if problems[w::k]:
+                start(w, problems[w::k], 0)
+        while live:
+            ready, _ = ray.wait(list(live), num_returns=1, timeout=self.config.request_timeout_s)
             if not ready:
                 raise TimeoutError(f"rollout: no problem finished within {self.config.request_timeout_s}s "
                                    "(rollout.request_timeout_s)")
             for gen in ready:
+                w, share, attempt, sent = live[gen]
                 try:
-                    ref = next(gen)
+                    j, rollouts = ray.get(next(gen))
                 except StopIteration:
-                    del gens[gen]
+                    del live[gen]
                     continue
-                j, rollouts = ray.get(ref)
-                yield gens[gen][j], rollouts
+                except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as e:
+                    if isinstance(e, ray.exceptions.RayTaskError) and not isinstance(e.cause, StaleWeights):
+                        raise
+                    del live[gen]
+                    if attempt == self.config.max_retries:
+                        raise RuntimeError(f"rollout: engine {w} failed {attempt + 1} times:\n{e}") from None
+                    self._resync(self.workers[w])
+                    rest = [p for i, p in enumerate(share) if i not in sent]
+                    if rest:
+                        start(w, rest, attempt + 1)
+                    continue
+                sent.add(j)
+                yield share[j], rollouts
 
     def shutdown(self) -> None:
         for w in self.workers:

@@ -94,6 +94,26 @@ def test_killed_engine_mid_batch_is_restarted_with_current_weights(pool, tiny_mo
     assert ray.get([w.ready.remote() for w in pool.workers]) == [2, 2]
 
 
+def test_stream_yields_problems_as_they_finish_and_survives_a_killed_engine(pool):
+    """`stream` (what the evaluator uses): each problem once, with its n samples, in finishing order; an engine
+    killed mid-stream is restarted and resynced, and only its unfinished problems run again."""
+    short = [{"id": "s", "prompt": "What is 1 + 1?"}]
+    many = [{"id": f"m{i}", "prompt": f"What is {i} * {i}?"} for i in range(64)]
+    order = [p.id for p, _ in pool.stream(many + short, 4, overrides={"max_tokens": 64})]
+    assert sorted(order) == sorted(p["id"] for p in many + short)
+    got, killed = {}, False
+    for p, rollouts in pool.stream(many, 8, overrides={"max_tokens": 64}):
+        got[p.id] = rollouts
+        if not killed and len(got) == 4:
+            ray.kill(pool.workers[0], no_restart=False)
+            killed = True
+    assert killed
+    assert sorted(got) == sorted(p["id"] for p in many)
+    assert all(sorted(r.sample_idx for r in rs) == list(range(8)) and {r.problem_id for r in rs} == {pid}
+               for pid, rs in got.items())
+    assert {r.weight_version for rs in got.values() for r in rs} == {pool.version}
+
+
 def test_update_weights_reaches_an_engine_that_is_restarting(pool, tiny_model_dir):
     """The learner's weight sync hits an engine killed a moment before: it is waited for and resynced."""
     model = _perturbed(tiny_model_dir, 0.03)

@@ -147,6 +147,7 @@ def run_eval(conf, model: str) -> dict:
         rollout = RolloutPool(model, conf.rollout, engine, conf.sampling, "")
         overrides = {"temperature": suite.temperature, "top_p": suite.top_p, "top_k": suite.top_k,
                      "max_tokens": max_tokens, "seed": None}
+        t_gen = time.time()
         try:
             with (out / "samples.jsonl").open("a") as f, tqdm(total=len(todo), desc="eval", unit="problem") as bar:
                 for s in score_stream(rollout, verifier, todo, n, graders, overrides, instruction="",
@@ -157,11 +158,13 @@ def run_eval(conf, model: str) -> dict:
                     f.write(json.dumps(rec) + "\n")
                     f.flush()
                     bar.update()
+            gen_seconds = time.time() - t_gen  # first request to last problem recorded (no startup)
         finally:
             rollout.shutdown()
             verifier.shutdown()
     results = summarize_run(suite, datasets, done, n, graders, protocol)
     results.update({"generated_problems": len(todo), "resumed_problems": resumed, "out_dir": str(out),
+                    "gen_seconds": gen_seconds if todo else 0.0,
                     "seconds": time.time() - t0})
     write_results(out, results, suite, show_published=e.published)
     return results

@@ -19,7 +19,7 @@ THINK_END = "</think>"
 
 # ---------------------------------------------------------------- boxes
 
-def _braced(text: str, start: int) -> str | None:
+def braced(text: str, start: int) -> str | None:
     """The text inside the brace group opening at or after `start` (spaces skipped), or None."""
     j = start
     while j < len(text) and text[j] == " ":
@@ -42,9 +42,9 @@ def last_box(text: str) -> str | None:
         rest = text[i + len("\\boxed"):]
         if rest.startswith(" ") and not rest.lstrip(" ").startswith("{"):
             return rest.strip().split("$")[0].strip() or None
-        return _braced(text, i + len("\\boxed"))
+        return braced(text, i + len("\\boxed"))
     i = text.rfind("\\fbox")
-    return _braced(text, i + len("\\fbox")) if i >= 0 else None
+    return braced(text, i + len("\\fbox")) if i >= 0 else None
 
 
 def vote_answer(response: str) -> str | None:

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trainer.graders import braced
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -52,18 +54,12 @@ def strip_think(text: str) -> str:
 
 
 def last_boxed(text: str) -> str | None:
-    """Content of the last `\\boxed{...}` (nested braces handled), or None."""
+    """Content of the last `\\boxed{...}` (nested braces handled; an unclosed one is skipped), or None."""
     i = text.rfind("\\boxed")
     while i >= 0:
-        j = i + len("\\boxed")
-        while j < len(text) and text[j] == " ":
-            j += 1
-        if j < len(text) and text[j] == "{":
-            depth = 0
-            for k in range(j, len(text)):
-                depth += {"{": 1, "}": -1}.get(text[k], 0)
-                if depth == 0:
-                    return text[j + 1:k]
+        inner = braced(text, i + len("\\boxed"))
+        if inner is not None:
+            return inner
         i = text.rfind("\\boxed", 0, i)
     return None
 
