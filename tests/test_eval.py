@@ -234,6 +234,27 @@ def test_score_stream_runs_every_grader_on_every_sample(ray_cluster):
     assert figures([got["m"]], [], {"math": "vibethinker"})["pass1"] == 0.25
 
 
+def test_summary_of_a_mixed_dataset_counts_disagreements_on_math_only():
+    from trainer.eval import Scored
+    from trainer.eval_run import record_to_scored, summarize_run, to_record
+    from trainer.eval_suite import DatasetSpec, SuiteConfig
+
+    m = Scored(Problem("m", "q", "math", answer="5"), ["<think>.</think>\\boxed{5}", "\\boxed{5}"], [3, 4],
+               [False, True], {"math-verify": [1.0, 1.0], "vibethinker": [1.0, 0.0]},
+               {"math-verify": ["correct"] * 2, "vibethinker": ["correct", "no_think_end"]})
+    c = Scored(Problem("c", "q", "code"), ["a", "b"], [5, 6], [False, False], {"sandbox": [0.0, 1.0]},
+               {"sandbox": ["wrong_answer", "correct"]})
+    done = {("toy", s.problem.id): to_record("toy", s, s.problem.id) for s in (m, c)}
+    assert record_to_scored(done[("toy", "m")]).scores == m.scores
+    suite = SuiteConfig(name="toy", datasets=[DatasetSpec("toy", "", "toy")], ks=[1, 2], code_grader="sandbox")
+    graders = {"math": ["math-verify", "vibethinker"], "code": ["sandbox"]}
+    res = summarize_run(suite, [(suite.datasets[0], [m.problem, c.problem])], done, 2, graders, {})
+    row = res["datasets"]["toy"]
+    assert res["primary"] == {"math": "vibethinker", "code": "sandbox"}  # a response closed a think block
+    assert row["pass1"] == pytest.approx((1 + 0 + 0 + 1) / 4) and row["pass1[math-verify]"] == 1.0
+    assert row["disagreements"] == 1 and res["disagreements"][0]["sample"] == 1
+
+
 # ---------------------------------------------------------------- the CLI on the tiny model
 
 def _eval(args: list[str], env: dict, **kw):

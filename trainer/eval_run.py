@@ -195,7 +195,7 @@ def summarize_run(suite: SuiteConfig, datasets: list, done: dict, n: int, grader
             f[f"pass1[{m}]"] = sum(sum(s.scores[m]) for s in have) / sum(len(s.scores[m]) for s in have)
         if "math" in kinds and len(graders["math"]) > 1:
             a, b = graders["math"][:2]
-            for s in scored:
+            for s in (s for s in scored if s.problem.kind == "math"):
                 for i, (x, y) in enumerate(zip(s.scores[a], s.scores[b])):
                     if x != y:
                         disagreements.append({"dataset": spec.name, "id": s.problem.id, "sample": i, a: x, b: y,
