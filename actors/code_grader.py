@@ -258,6 +258,13 @@ def grade_code(response: str, tests: dict[str, Any], sandbox: Sandbox, lcb: bool
     code = lcb_extract_code(response) if lcb else extract_code(response)
     if not code.strip():
         return Result("", "code", 0.0, "format_miss", time.perf_counter() - t0, code)
+    try:  # parsing runs nothing (ast.parse does not even fold constants): a program that cannot parse is not started
+        ast.parse(code)
+    except (SyntaxError, ValueError) as e:
+        return Result("", "code", 0.0, "syntax_error", time.perf_counter() - t0, code,
+                      detail={"detail": f"{type(e).__name__}: {e}"[:500]})
+    except (RecursionError, MemoryError):
+        pass  # too deep for this process's parser: the sandbox decides
 
     def result(reason: str, r: RunResult, detail: str = "") -> Result:
         return Result("", "code", float(reason == "correct"), reason, time.perf_counter() - t0, code, r.stdout,

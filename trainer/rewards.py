@@ -145,7 +145,7 @@ def grade_math(response: str, gold: str | list[str]) -> tuple[float, str, str | 
         if not pred:
             continue
         any_pred = True
-        shown = shown if shown is not None else pred[1]
+        shown = shown if shown is not None else str(pred[-1])
         if any(gp and verify(gp, pred, timeout_seconds=None) for gp in gold_parses):
             return 1.0, "correct", shown
     if not any_pred:
