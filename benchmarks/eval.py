@@ -6,7 +6,7 @@ problem under both math graders (or the sandbox) as it finishes. Both clocks exc
 raw from the generate call to its return, eval from the first request to the last recorded problem
 (results.json `gen_seconds`). Raw runs before and after the eval; the ratio uses their mean.
 
-Usage: python benchmarks/eval.py [--model DIR] [--suite toy] [--limit 0] [--k 8]
+Usage: python benchmarks/eval.py [--model DIR] [--suite toy] [--limit 0] [--k 8] [key=value ...]
 Last line: {"eval_samples_per_s", "raw_vllm_samples_per_s", "eval_vs_raw_vllm", ...}
 """
 
@@ -33,6 +33,7 @@ def main() -> None:
     ap.add_argument("--suite", default="toy")
     ap.add_argument("--limit", type=int, default=0, help="problems per dataset (0 = all)")
     ap.add_argument("--k", type=int, default=8, help="samples per problem")
+    ap.add_argument("overrides", nargs="*", help="config overrides (configs/tiny-cpu.yaml), e.g. eval.max_model_len=1024")
     args = ap.parse_args()
 
     from actors.engine import SamplingConfig, make_llm, sampling_params
@@ -45,7 +46,7 @@ def main() -> None:
     out = Path(tempfile.mkdtemp(prefix="bench-eval-"))
     conf = load_config(SSPConfig, REPO / "configs" / "tiny-cpu.yaml",
                        [f"eval.suite={args.suite}", f"eval.limit={args.limit}", f"eval.n={args.k}",
-                        f"eval.out_dir={out / 'eval'}", "rollout.num_engines=1", f"run_dir={out}"])
+                        f"eval.out_dir={out / 'eval'}", "rollout.num_engines=1", f"run_dir={out}", *args.overrides])
     model = args.model or ensure_model(conf)
     suite, suite_file = load_suite(args.suite)
     tok = load_tokenizer(model)
