@@ -289,9 +289,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from actors.verifier import register_cli as verify_cli  # commands owned by their rooms
     from cluster.scheduler_cli import register_cli as scheduler_cli
+    from serve.cli import register_cli as serve_cli
 
     verify_cli(sub)
     scheduler_cli(sub)
+    serve_cli(sub)
     return parser
 
 

@@ -10,6 +10,7 @@ from actors.rollout import RolloutConfig
 from actors.verifier import VerifierConfig
 from cluster.ray_cluster import ClusterConfig
 from cluster.scheduler import SchedulerConfig
+from serve.app import ServeConfig
 from ssp.config import ConfigError, cfg
 from trainer.eval_run import EvalConfig
 from trainer.probe import SpectrumConfig
@@ -51,6 +52,7 @@ class SSPConfig:
     spectrum: SpectrumConfig = cfg(SpectrumConfig(), "the Spectrum stage's probing and merging")
     rl: RLConfig = cfg(RLConfig(), "the RL loop")
     eval: EvalConfig = cfg(EvalConfig(), "`ssp eval`: suite, output folder, limits (the protocol is in the suite)")
+    serve: ServeConfig = cfg(ServeConfig(), "`ssp serve`: the OpenAI-compatible endpoint")
 
     def __post_init__(self) -> None:
         """Checks that span sections, at load time (before Ray, vLLM or DeepSpeed start)."""

@@ -2,6 +2,7 @@
 
     tiny model -> Spectrum (SFT on Ray Train, probe, merge; held-out eval of the base and merged model)
                -> Signal (`ssp rl` from the merged model; held-out eval before and after)
+               -> the final checkpoint served (`ssp serve`'s app) for one held-out question
                -> summary.json, summary.png, a table per stage
 
 Each stage keeps what it finished in RUN_DIR (spectrum/, rl/); a failed stage says which and why, and
@@ -53,13 +54,28 @@ def run_pipeline(conf) -> dict:
         rl = _stage("rl", lambda: rl_main(rl_conf, resume=resume, policy=str(run_dir / "spectrum" / "merged")),
                     times, run_dir / "rl")
     times_path.write_text(json.dumps(times))
+    served = _stage("serve", lambda: serve_demo(conf, run_dir / "rl" / "final-model"), times, run_dir / "rl")
+    times_path.write_text(json.dumps(times))
     summary = summarise(spec, rl, times)
+    summary["served"] = served
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     plot(summary, run_dir / "summary.png")
     print(table(summary))
     print(f"summary: {run_dir / 'summary.json'}  plots: {run_dir / 'summary.png'}, {run_dir / 'spectrum'}/*.png, "
           f"{run_dir / 'rl' / 'curves.png'}")
     return summary
+
+
+def serve_demo(conf, model: Path) -> dict:
+    """The final checkpoint behind `ssp serve`'s endpoint for one held-out question, then shut down."""
+    from serve.app import ask_once
+    from trainer.rl import load_problems_for
+
+    question = load_problems_for(conf)[1][0]
+    out = ask_once(str(model), conf, f"{question.prompt}\n{conf.data.instruction}".strip())
+    print(f"served {model} at {out['url']} (ready in {out['ready_s']:.0f} s), asked one held-out question:\n"
+          f"  Q: {question.prompt}\n  A: {out['answer']!r}  (reasoning {out['reasoning']!r}; gold {question.answer})")
+    return {**out, "gold": question.answer}
 
 
 def summarise(spec: dict, rl: dict, times: dict) -> dict:

@@ -16,6 +16,9 @@ from pathlib import Path
 from ssp.config import cfg
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
+THINK_TOKENS = ("<think>", "</think>")  # added tokens but not special (as Qwen3 and DeepSeek-R1 have them): decoded
+#                                        text keeps them, so graders and reasoning parsers can find the thinking
+BUILD_VERSION = 2  # bumped when build() changes what it writes: 2 = think tags not special
 
 # Qwen-style ChatML template; the assistant turn holds `<think>...</think>` reasoning then the answer.
 CHAT_TEMPLATE = (
@@ -57,6 +60,10 @@ def train_tokenizer(texts: list[str], vocab_size: int):
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(texts, trainer=trainer)
+    spec = json.loads(tok.to_str())
+    for t in spec["added_tokens"]:
+        t["special"] = t["content"] not in THINK_TOKENS
+    tok = Tokenizer.from_str(json.dumps(spec))
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                    bos_token=None, unk_token=None)
     fast.chat_template = CHAT_TEMPLATE
@@ -106,8 +113,14 @@ def build(config: TinyModelConfig, out_dir: str | Path) -> Path:
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
     (out / MARKER).write_text(json.dumps({"params": sum(p.numel() for p in model.parameters()),
-                                          "vocab": len(tok), "seed": config.seed, "config": asdict(config)}))
+                                          "vocab": len(tok), "seed": config.seed, "config": asdict(config),
+                                          "version": BUILD_VERSION}))
     return out
+
+
+def _built_from(marker: Path) -> tuple:
+    info = json.loads(marker.read_text())
+    return info.get("config"), info.get("version")
 
 
 def ensure_model(conf) -> str:
@@ -118,8 +131,9 @@ def ensure_model(conf) -> str:
     want = asdict(conf.model.tiny)
     if not (path / "config.json").exists():
         print(f"building the tiny model at {path}")
-    elif marker.exists() and json.loads(marker.read_text()).get("config") != want:
-        print(f"rebuilding the tiny model at {path}: {marker} was built from other model.tiny settings")
+    elif marker.exists() and _built_from(marker) != (want, BUILD_VERSION):
+        print(f"rebuilding the tiny model at {path}: {marker} was built from other model.tiny settings or an "
+              "older build")
     else:
         return str(path)
     build(conf.model.tiny, path)

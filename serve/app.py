@@ -1,0 +1,236 @@
+"""`ssp serve`: a checkpoint behind an OpenAI-compatible endpoint, built on `ray.serve.llm`.
+
+The app is `ray.serve.llm`'s own: an `LLMServer` deployment (vLLM, engine settings from the same
+`EngineConfig` the rollout workers use) behind the `OpenAiIngress` (`/v1/models`, `/v1/chat/completions`,
+`/v1/completions`). What this module adds is the front door, as an ASGI middleware on the ingress's FastAPI
+app (Ray 2.60's `LLMServingArgs` has no `api_key`): the API key on every `/v1/*` route, a body-size limit,
+JSON and `max_tokens` checks with clear 4xx answers, and only the OpenAI routes plus `/health` exposed.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ssp.config import cfg
+
+ROUTES = ("/v1/models", "/v1/chat/completions", "/v1/completions", "/health")
+KEY_ENV = "SSP_API_KEY"
+
+
+@dataclass
+class ServeConfig:
+    host: str = cfg("127.0.0.1", "address the HTTP proxy binds (0.0.0.0 exposes it to the network)")
+    port: int = cfg(8000, "HTTP port", ge=1, le=65535)
+    app_name: str = cfg("ssp", "Serve application name (`ssp serve --stop` removes it)")
+    model_id: str = cfg("", "the name clients pass as `model` ('' = the model folder's name)")
+    replicas: int = cfg(1, "engine replicas when autoscaling is off", ge=1)
+    autoscaling: bool = cfg(False, "scale replicas between min_replicas and max_replicas on load")
+    min_replicas: int = cfg(1, "autoscaling floor", ge=0)
+    max_replicas: int = cfg(1, "autoscaling ceiling", ge=1)
+    target_ongoing_requests: int = cfg(16, "requests per replica autoscaling aims at (ray.serve.llm's default, "
+                                           "1e9, never scales up)", ge=1)
+    max_ongoing_requests: int = cfg(64, "requests one replica takes at once; more wait in the proxy", ge=1)
+    num_cpus: float = cfg(2.0, "CPUs per replica (CPU engines)", gt=0)
+    num_gpus: int = cfg(0, "GPUs per replica (engine.tensor_parallel_size of them on GPU boxes; 0 = CPU engine)",
+                        ge=0)
+    max_request_bytes: int = cfg(1 << 20, "largest request body accepted (413 above)", ge=1024)
+    max_tokens: int = cfg(1024, "most tokens one request may ask for (max_tokens / max_completion_tokens)", ge=1)
+    reasoning_parser: str = cfg("", "vLLM reasoning parser (e.g. deepseek_r1): thinking returned in "
+                                    "message.reasoning, the answer in content; '' = off")
+    api_key_file: str = cfg("", "file holding the API key (the SSP_API_KEY environment variable wins); no key "
+                                "from either = no authentication")
+    ready_timeout_s: float = cfg(600.0, "fail if the app is not running within this time", gt=0)
+
+
+def api_key(conf: ServeConfig) -> str | None:
+    """The key from SSP_API_KEY, else from `serve.api_key_file`; never from the command line."""
+    key = os.environ.get(KEY_ENV)
+    if not key and conf.api_key_file:
+        key = Path(conf.api_key_file).read_text().strip()
+        if not key:
+            raise ValueError(f"{conf.api_key_file}: the API key file is empty")
+    return key or None
+
+
+def _error(status: int, message: str, kind: str) -> dict:
+    """OpenAI's error shape."""
+    return {"error": {"message": message, "type": kind, "code": status}}
+
+
+def _json_error(status: int, message: str, kind: str) -> tuple[int, bytes]:
+    return status, json.dumps(_error(status, message, kind)).encode()
+
+
+class FrontDoor:
+    """ASGI middleware: routes, API key, body size, JSON shape and token limit, before the OpenAI ingress."""
+
+    def __init__(self, app, key: str | None, max_bytes: int, max_tokens: int, models: tuple[str, ...]):
+        self.app, self.key, self.max_bytes, self.max_tokens, self.models = app, key, max_bytes, max_tokens, models
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope["path"].rstrip("/") or "/"
+        if not (path in ROUTES or path.startswith("/v1/models/")):
+            return await _reply(send, *_json_error(404, f"no route {path}", "not_found"))
+        if path != "/health" and self.key is not None:
+            auth = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+            given = auth[7:] if auth.lower().startswith("bearer ") else ""
+            if not hmac.compare_digest(given.encode(), self.key.encode()):
+                return await _reply(send, *_json_error(401, "missing or wrong API key (Authorization: Bearer ...)",
+                                                       "authentication_error"))
+        if scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        body, more = b"", True
+        while more:
+            msg = await receive()
+            body += msg.get("body", b"")
+            more = msg.get("more_body", False)
+            if len(body) > self.max_bytes:
+                return await _reply(send, *_json_error(413, f"request body over {self.max_bytes} bytes "
+                                                            "(serve.max_request_bytes)", "invalid_request_error"))
+        status, problem = self.check(path, body)
+        if problem:
+            return await _reply(send, *_json_error(status, problem, "invalid_request_error"))
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return await self.app(scope, replay, send)
+
+    def check(self, path: str, body: bytes) -> tuple[int, str | None]:
+        """(status, why) a request body is refused, or (200, None)."""
+        try:
+            req = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            return 400, f"the body is not valid JSON ({e})"
+        if not isinstance(req, dict):
+            return 400, "the body must be a JSON object"
+        need = {"/v1/chat/completions": "messages", "/v1/completions": "prompt"}.get(path)
+        if need and not req.get(need):
+            return 400, f"missing field '{need}'"
+        if need == "messages" and not (isinstance(req["messages"], list) and all(
+                isinstance(m, dict) and "role" in m for m in req["messages"])):
+            return 400, "field 'messages' must be a list of objects with a 'role'"
+        if "model" in req and req["model"] not in self.models:
+            return 404, f"unknown model {req['model']!r}; this server has {list(self.models)}"
+        for key in ("max_tokens", "max_completion_tokens"):
+            v = req.get(key)
+            if v is None:
+                continue
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                return 400, f"{key} must be a positive integer, got {v!r}"
+            if v > self.max_tokens:
+                return 400, f"{key}={v} is over this server's limit of {self.max_tokens} (serve.max_tokens)"
+        return 200, None
+
+
+async def _reply(send, status: int, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def llm_config(model: str, conf, model_id: str):
+    """The `ray.serve.llm.LLMConfig` for `model`: engine settings from `conf.engine` (the rollout workers'),
+    replicas and device from `conf.serve`."""
+    from ray.serve.llm import LLMConfig
+
+    from cluster.env import process_env
+
+    e, s = conf.engine, conf.serve
+    engine_kwargs = {"dtype": e.dtype, "max_model_len": e.max_model_len, "enforce_eager": e.enforce_eager,
+                     "tensor_parallel_size": e.tensor_parallel_size, "max_num_seqs": e.max_num_seqs,
+                     "max_num_batched_tokens": max(e.max_num_batched_tokens, e.max_model_len), "seed": e.seed}
+    if s.num_gpus:
+        engine_kwargs["gpu_memory_utilization"] = e.gpu_memory_utilization
+        bundles = [{"GPU": 1, "CPU": 1}] * e.tensor_parallel_size
+    else:
+        bundles = [{"CPU": s.num_cpus}]
+    if s.reasoning_parser:
+        engine_kwargs["reasoning_parser"] = s.reasoning_parser
+    scaling = ({"autoscaling_config": {"min_replicas": s.min_replicas, "max_replicas": s.max_replicas,
+                                       "target_ongoing_requests": s.target_ongoing_requests}}
+               if s.autoscaling else {"num_replicas": s.replicas})
+    env = {**process_env(), "VLLM_CPU_KVCACHE_SPACE": str(e.kv_cache_gib), "RAYLLM_ENABLE_REQUEST_PROMPT_LOGS": "0"}
+    return LLMConfig(model_loading_config={"model_id": model_id, "model_source": model},
+                     engine_kwargs=engine_kwargs, accelerator_config={"kind": "gpu" if s.num_gpus else "cpu"},
+                     placement_group_config={"bundles": bundles, "strategy": "PACK"},
+                     deployment_config={**scaling, "max_ongoing_requests": s.max_ongoing_requests},
+                     runtime_env={"env_vars": env}, log_engine_metrics=True)
+
+
+def build_app(model: str, conf, key: str | None):
+    """The Serve application: LLMServer deployment(s) behind the OpenAI ingress with our front door."""
+    from fastapi import HTTPException
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from ray import serve
+    from ray.llm._internal.serve.core.configs.openai_api_models import to_model_metadata
+    from ray.llm._internal.serve.core.ingress.ingress import DEFAULT_ENDPOINTS, init
+    from ray.serve.llm import build_llm_deployment
+    from ray.serve.llm.ingress import OpenAiIngress, make_fastapi_ingress
+
+    model_id = conf.serve.model_id or Path(model).name
+    cfg_ = llm_config(model, conf, model_id)
+    app = init()
+    app.add_middleware(FrontDoor, key=key, max_bytes=conf.serve.max_request_bytes, max_tokens=conf.serve.max_tokens,
+                       models=(model_id,))
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok"}
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_, exc: RequestValidationError):  # a 4xx naming the fields (Ray's own handler sent a 500)
+        why = "; ".join(f"{'.'.join(str(x) for x in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors())
+        return JSONResponse(_error(400, why, "invalid_request_error"), status_code=400)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_, exc: HTTPException):
+        return JSONResponse(_error(exc.status_code, str(exc.detail), "invalid_request_error"),
+                            status_code=exc.status_code)
+
+    endpoints = {k: DEFAULT_ENDPOINTS[k] for k in ("models", "model_data", "completions", "chat")}
+    ingress = make_fastapi_ingress(OpenAiIngress, endpoint_map=endpoints, app=app)
+    options = OpenAiIngress.get_deployment_options(llm_configs=[cfg_])
+    return serve.deployment(ingress).options(**options).bind(
+        llm_deployments={model_id: build_llm_deployment(cfg_)},
+        model_cards={model_id: to_model_metadata(model_id, cfg_)})
+
+
+def ask_once(model: str, conf, question: str, max_tokens: int = 64) -> dict:
+    """Serve `model` on the connected cluster for one request: deploy, ask `question` through the OpenAI
+    route over HTTP, remove the app. (`make demo`'s last stage; uses serve.host/port, no API key.)"""
+    import requests
+    from ray import serve
+
+    from serve.cli import wait_running
+
+    s = conf.serve
+    serve.start(http_options={"host": s.host, "port": s.port})
+    t0 = time.time()
+    serve.run(build_app(model, conf, None), name=s.app_name, route_prefix="/", blocking=False)
+    try:
+        wait_running(s.app_name, s.ready_timeout_s)
+        ready = time.time() - t0
+        model_id = s.model_id or Path(model).name
+        r = requests.post(f"http://{s.host}:{s.port}/v1/chat/completions", timeout=300,
+                          json={"model": model_id, "messages": [{"role": "user", "content": question}],
+                                "max_tokens": max_tokens, "temperature": 0})
+        r.raise_for_status()
+        msg = r.json()["choices"][0]["message"]
+        return {"question": question, "answer": msg.get("content"), "reasoning": msg.get("reasoning"),
+                "ready_s": ready, "url": f"http://{s.host}:{s.port}/v1"}
+    finally:
+        serve.delete(s.app_name)

@@ -1,0 +1,92 @@
+"""`ssp serve --model PATH [--config FILE] [key=value ...] [--detach | --stop]`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import threading
+import time
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from ray import serve
+
+    from cluster.ray_cluster import connect
+    from serve.app import api_key, build_app
+    from ssp.cli import load_tree
+    from trainer.data import DataError
+
+    if args.model:
+        args.overrides = [*args.overrides, f"model.path={args.model}"]
+    conf = load_tree(args)
+    s = conf.serve
+    if args.stop:
+        connect(conf.cluster)
+        serve.delete(s.app_name)
+        print(f"removed the Serve app {s.app_name!r}")
+        return 0
+    from trainer.eval_run import check_model
+    from trainer.tiny_model import ensure_model
+
+    model = args.model or ensure_model(conf)
+    check_model(model)  # an HF folder with a tokenizer and a chat template, or a clear error
+    try:
+        key = api_key(s)
+    except OSError as e:
+        raise DataError(f"serve.api_key_file: {e}") from None
+    if args.detach and not (conf.cluster.address or os.environ.get("RAY_ADDRESS")):
+        raise DataError("serve --detach: needs a running cluster to leave the app on (`ray start --head`, then "
+                        "RAY_ADDRESS=auto or cluster.address=...); without one the app ends with this command")
+    connect(conf.cluster)
+    serve.start(http_options={"host": s.host, "port": s.port})
+    t0 = time.time()
+    serve.run(build_app(model, conf, key), name=s.app_name, route_prefix="/", blocking=False)
+    wait_running(s.app_name, s.ready_timeout_s)
+    url = f"http://{s.host}:{s.port}"
+    model_id = s.model_id or model.rstrip("/").split("/")[-1]
+    auth = ' -H "Authorization: Bearer $SSP_API_KEY"' if key else ""
+    print(f"serving {model} as {model_id!r} at {url}/v1 (ready in {time.time() - t0:.0f} s; "
+          f"API key {'required' if key else 'off'})\n"
+          f"  curl {url}/v1/chat/completions{auth} -H 'Content-Type: application/json' "
+          f"-d '{{\"model\": \"{model_id}\", \"messages\": [{{\"role\": \"user\", \"content\": \"What is 2 + 3?\"}}]}}'",
+          flush=True)
+    if args.detach:
+        print(f"left running; stop it with `ssp serve --stop` (app {s.app_name!r})")
+        return 0
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(1.0):
+        pass
+    print("shutting down", flush=True)
+    serve.delete(s.app_name)
+    return 0
+
+
+def wait_running(app: str, timeout_s: float) -> None:
+    from ray import serve
+    from ray.serve.schema import ApplicationStatus
+
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        st = serve.status().applications.get(app)
+        if st is not None and st.status == ApplicationStatus.RUNNING:
+            return
+        if st is not None and st.status == ApplicationStatus.DEPLOY_FAILED:
+            raise RuntimeError(f"serve: the app failed to deploy:\n{st.message}")
+        time.sleep(1.0)
+    raise TimeoutError(f"serve: the app was not running within {timeout_s} s (serve.ready_timeout_s)")
+
+
+def register_cli(sub) -> None:
+    from ssp.cli import add_config_args
+
+    p = sub.add_parser("serve", help="an OpenAI-compatible endpoint for a checkpoint (Ray Serve + vLLM)")
+    add_config_args(p)
+    p.add_argument("--model", help="HF model dir (default: model.path)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--detach", action="store_true", help="leave the app running on the cluster and return")
+    g.add_argument("--stop", action="store_true", help="remove a running app (serve.app_name)")
+    p.set_defaults(func=run_serve)
+

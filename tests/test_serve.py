@@ -1,0 +1,144 @@
+"""`ssp serve` for real (Ray Serve + `ray.serve.llm` + vLLM) on a tiny model, through the `openai` client.
+
+One server per module. Its model is the tiny model rewired so that its greedy answer to any chat prompt is
+fixed (" step</think> by", then end of turn): the reasoning parser's split can then be checked exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+KEY = "test-key-5f1c"
+
+
+def scripted_model(src: Path, dst: Path) -> Path:
+    """The tiny model with every layer's output projections zeroed (each position's hidden state is its own
+    token's embedding) and an untied LM head that maps each token of a chain to the next: prompt end ->
+    'Ġstep' -> '</think>' -> 'Ġby' -> <|im_end|>."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    shutil.copytree(src, dst)
+    tok = AutoTokenizer.from_pretrained(dst)
+    model = AutoModelForCausalLM.from_pretrained(dst, dtype=torch.float32)
+    for layer in model.model.layers:
+        layer.self_attn.o_proj.weight.data.zero_()
+        layer.mlp.down_proj.weight.data.zero_()
+    emb = model.model.embed_tokens.weight.data
+    prompt = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    chain = [tok(prompt, add_special_tokens=False)["input_ids"][-1],
+             *tok.convert_tokens_to_ids(["Ġstep", "</think>", "Ġby"]), tok.eos_token_id]
+    assert len(set(chain)) == len(chain)
+    head = torch.zeros_like(emb)
+    for x, y in zip(chain, chain[1:]):
+        head[y] = emb[x] / emb[x].norm() * 50
+    model.config.tie_word_embeddings = False
+    model.lm_head.weight = torch.nn.Parameter(head)
+    model.save_pretrained(dst, safe_serialization=True)
+    return dst
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir, tmp_path_factory):
+    model = scripted_model(tiny_model_dir, tmp_path_factory.mktemp("serve") / "scripted")
+    port = free_port()
+    env = {**os.environ, "RAY_ADDRESS": "", "SSP_API_KEY": KEY}
+    cmd = [sys.executable, "-m", "ssp.cli", "serve", "--config", "configs/tiny-cpu.yaml", "--model", str(model),
+           f"serve.port={port}", "serve.reasoning_parser=deepseek_r1", "serve.max_request_bytes=65536",
+           "serve.max_tokens=64", "serve.model_id=scripted"]
+    log = tmp_path_factory.mktemp("serve-log") / "serve.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 600
+    while "serving " not in log.read_text() and proc.poll() is None and time.time() < deadline:
+        time.sleep(1)
+    assert "serving " in log.read_text(), log.read_text()[-4000:]
+    yield {"url": f"http://127.0.0.1:{port}", "port": port, "proc": proc, "log": log}
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def client(server, key=KEY):
+    from openai import OpenAI
+
+    return OpenAI(base_url=server["url"] + "/v1", api_key=key, max_retries=0, timeout=120)
+
+
+def test_chat_completion_streamed_and_not_with_reasoning_split(server):
+    c = client(server)
+    assert [m.id for m in c.models.list()] == ["scripted"]
+    r = c.chat.completions.create(model="scripted", messages=[{"role": "user", "content": "What is 2 + 3?"}],
+                                  max_tokens=16, temperature=0)
+    msg = r.choices[0].message
+    assert (msg.content, msg.model_extra["reasoning"]) == (" by", " step")  # the text was " step</think> by"
+    assert r.choices[0].finish_reason == "stop"
+    chunks = list(c.chat.completions.create(model="scripted", messages=[{"role": "user", "content": "hi"}],
+                                            max_tokens=16, temperature=0, stream=True))
+    content = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    reasoning = "".join(ch.choices[0].delta.model_extra.get("reasoning") or "" for ch in chunks if ch.choices)
+    assert (content, reasoning) == (" by", " step") and len(chunks) >= 3
+    text = c.completions.create(model="scripted", prompt="What is", max_tokens=3, temperature=0).choices[0].text
+    assert len(text) > 0
+
+
+def test_api_key_required_on_v1_routes_only(server):
+    from openai import AuthenticationError
+
+    with pytest.raises(AuthenticationError):
+        client(server, "wrong-key").models.list()
+    assert requests.get(server["url"] + "/v1/models", timeout=30).status_code == 401
+    assert requests.get(server["url"] + "/v1/models", headers={"Authorization": "Bearer wrong"}, timeout=30).status_code == 401
+    assert requests.get(server["url"] + "/v1/models", headers={"Authorization": f"Bearer {KEY}"}, timeout=30).status_code == 200
+    assert requests.get(server["url"] + "/health", timeout=30).status_code == 200
+    assert requests.get(server["url"] + "/docs", headers={"Authorization": f"Bearer {KEY}"}, timeout=30).status_code == 404
+
+
+@pytest.mark.parametrize("body,status,words", [
+    (b"{not json", 400, "not valid JSON"),
+    (json.dumps({"model": "scripted"}).encode(), 400, "missing field 'messages'"),
+    (json.dumps({"model": "gpt-4", "messages": [{"role": "user", "content": "hi"}]}).encode(), 404, "unknown model"),
+    (json.dumps({"model": "scripted", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 65}).encode(),
+     400, "over this server's limit of 64"),
+    (json.dumps({"model": "scripted", "messages": [{"role": "user", "content": "hi"}], "max_tokens": -1}).encode(),
+     400, "positive integer"),
+    (json.dumps({"model": "scripted", "messages": "hi"}).encode(), 400, "list of objects"),
+    (json.dumps({"model": "scripted", "messages": [{"role": "user", "content": "x" * 70000}]}).encode(), 413,
+     "over 65536 bytes"),
+])
+def test_bad_requests_get_a_clear_4xx(server, body, status, words):
+    r = requests.post(server["url"] + "/v1/chat/completions", data=body, timeout=60,
+                      headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+    assert r.status_code == status, r.text
+    assert words in r.json()["error"]["message"]
+
+
+def test_listens_on_localhost_only(server):
+    socks = [c for c in psutil.net_connections(kind="tcp")
+             if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == server["port"]]
+    assert socks and {c.laddr.ip for c in socks} == {"127.0.0.1"}
+
+
+def test_sigint_shuts_the_app_down(server):
+    proc = server["proc"]
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 0
+    assert "shutting down" in server["log"].read_text()
