@@ -45,6 +45,7 @@ class ServeConfig:
     api_key_file: str = cfg("", "file holding the API key (the SSP_API_KEY environment variable wins); no key "
                                 "from either = no authentication")
     ready_timeout_s: float = cfg(600.0, "fail if the app is not running within this time", gt=0)
+    engine_metrics: bool = cfg(True, "export vLLM's engine metrics (ray_vllm_*) to the Ray dashboard")
 
 
 def api_key(conf: ServeConfig) -> str | None:
@@ -162,12 +163,15 @@ def llm_config(model: str, conf, model_id: str):
     scaling = ({"autoscaling_config": {"min_replicas": s.min_replicas, "max_replicas": s.max_replicas,
                                        "target_ongoing_requests": s.target_ongoing_requests}}
                if s.autoscaling else {"num_replicas": s.replicas})
-    env = {**process_env(), "VLLM_CPU_KVCACHE_SPACE": str(e.kv_cache_gib), "RAYLLM_ENABLE_REQUEST_PROMPT_LOGS": "0"}
+    # The engine core in its own process (vLLM's default; the rollout workers keep it in-process for in-place
+    # weight loads, which a server does not do): in the replica's process it shares the GIL with the HTTP side.
+    env = {**process_env(), "VLLM_CPU_KVCACHE_SPACE": str(e.kv_cache_gib), "RAYLLM_ENABLE_REQUEST_PROMPT_LOGS": "0",
+           "VLLM_ENABLE_V1_MULTIPROCESSING": "1"}
     return LLMConfig(model_loading_config={"model_id": model_id, "model_source": model},
                      engine_kwargs=engine_kwargs, accelerator_config={"kind": "gpu" if s.num_gpus else "cpu"},
                      placement_group_config={"bundles": bundles, "strategy": "PACK"},
                      deployment_config={**scaling, "max_ongoing_requests": s.max_ongoing_requests},
-                     runtime_env={"env_vars": env}, log_engine_metrics=True)
+                     runtime_env={"env_vars": env}, log_engine_metrics=s.engine_metrics)
 
 
 def build_app(model: str, conf, key: str | None):
