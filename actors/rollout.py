@@ -28,6 +28,8 @@ class RolloutConfig:
     num_engines: int = cfg(1, "rollout actors, one vLLM engine each", ge=1)
     num_cpus_per_engine: float = cfg(1.0, "Ray CPUs reserved per engine actor", gt=0)
     num_gpus_per_engine: float = cfg(0.0, "Ray GPUs reserved per engine actor (engine.tensor_parallel_size on GPU)", ge=0)
+    resources: dict[str, float] = cfg({}, "custom Ray resources per engine actor, e.g. {ssp_gpu: 1} to place "
+                                          "engines on the GPU worker group of k8s/raycluster.yaml")
     sampling_mode: Literal["n", "repeat"] = cfg("n", "'n': one request with SamplingParams.n=G; 'repeat': G copies of the prompt")
     startup_timeout_s: float = cfg(300.0, "fail loudly if an engine is not ready within this time", gt=0)
     request_timeout_s: float = cfg(600.0, "fail loudly if one generate call takes longer", gt=0)
@@ -65,18 +67,17 @@ class RolloutWorker:
     def __init__(self, model_path: str, engine: EngineConfig, sampling: SamplingConfig, instruction: str = "",
                  sync_name: str = "object-store"):
         set_engine_env(engine)
-        from ray.util import metrics
-
+        from cluster.telemetry import metric
         from trainer.tiny_model import load_tokenizer
 
         self.llm = make_llm(model_path, engine)
         self.sync = weight_sync.make(sync_name)
         self.tokenizer = load_tokenizer(model_path)
         self.sampling, self.instruction, self.version, self.requests = sampling, instruction, 0, 0
-        self.m_tok_s = metrics.Gauge("ssp_rollout_tokens_per_s", "generated tokens/s of the last batch")
-        self.m_inflight = metrics.Gauge("ssp_rollout_requests_in_flight", "requests in this engine")
-        self.m_version = metrics.Gauge("ssp_rollout_weight_version", "weight version the engine holds")
-        self.m_update = metrics.Gauge("ssp_rollout_weight_update_s", "seconds of the last weight update")
+        self.m_tok_s = metric("ssp_rollout_tokens_per_s")
+        self.m_inflight = metric("ssp_rollout_requests_in_flight")
+        self.m_version = metric("ssp_rollout_weight_version")
+        self.m_update = metric("ssp_rollout_weight_update_s")
 
     def ready(self) -> int:
         return self.version
@@ -161,7 +162,7 @@ class RolloutPool:
                  instruction: str = ""):
         self.config, self.version, self.weights_ref = config, 0, None
         actor = RolloutWorker.options(num_cpus=config.num_cpus_per_engine, num_gpus=config.num_gpus_per_engine,
-                                      max_restarts=config.max_restarts, max_task_retries=0)
+                                      resources=config.resources, max_restarts=config.max_restarts, max_task_retries=0)
         self.workers = [actor.remote(model_path, engine, sampling, instruction, config.weight_sync)
                         for _ in range(config.num_engines)]
         self._wait_ready(self.workers)

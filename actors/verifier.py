@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -18,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from ray.util import metrics
 
 from actors.code_grader import InvalidTests, check_tests, grade_code
 from actors.sandbox import Sandbox, SandboxLimits
+from cluster.telemetry import metric
 from ssp.config import ConfigError, cfg, load_config
 from trainer.data import iter_jsonl
 from trainer.rewards import MathChecker, Result, VerifyRequest
@@ -34,6 +35,8 @@ class VerifierConfig:
     num_workers: int = cfg(2, "number of verifier actors", ge=1)
     max_concurrency: int = cfg(2, "checks run at once per actor (threads; one math helper / sandbox slot each)", ge=1)
     num_cpus: float = cfg(1.0, "Ray CPUs reserved per verifier actor", ge=0)
+    resources: dict[str, float] = cfg({}, "custom Ray resources per verifier actor, e.g. {ssp_cpu: 1} to keep "
+                                          "verifiers on the CPU worker group of k8s/raycluster.yaml")
     max_restarts: int = cfg(3, "times Ray restarts a crashed verifier actor", ge=-1)
     math_timeout_s: float = cfg(5.0, "hard time limit per math check (helper process killed after it)", gt=0)
     math_memory_mb: int = cfg(4096, "address-space limit of each math helper process", ge=256)
@@ -50,18 +53,12 @@ class VerifierConfig:
     allow_weak_isolation: bool = cfg(False, "run even if bwrap/user namespaces/seccomp are missing")
 
 
-def _tags(kind: str) -> dict[str, str]:
-    return {"kind": kind}
-
-
-class _Metrics:
-    def __init__(self) -> None:
-        keys = ("kind",)
-        self.requests = metrics.Counter("ssp_verifier_requests", "verification requests", tag_keys=keys)
-        self.timeouts = metrics.Counter("ssp_verifier_timeouts", "checks that hit their time limit", tag_keys=keys)
-        self.errors = metrics.Counter("ssp_verifier_errors", "verifier failures (not wrong answers)", tag_keys=keys)
-        self.latency = metrics.Histogram("ssp_verifier_latency_s", "seconds per check",
-                                         boundaries=[0.005, 0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30], tag_keys=keys)
+def _outcome(res: Result) -> str:
+    if res.reason == "timeout":
+        return "timeout"
+    if res.reason.startswith("verifier_error"):
+        return "error"
+    return "correct" if res.reward > 0 else "wrong"
 
 
 @ray.remote
@@ -79,7 +76,8 @@ class VerifierActor:
         self.checkers: queue.Queue[MathChecker] = queue.Queue()
         for _ in range(c.max_concurrency):
             self.checkers.put(MathChecker(c.math_timeout_s, c.math_memory_mb))
-        self.m = _Metrics()
+        self.m_checks, self.m_latency = metric("ssp_verifier_checks"), metric("ssp_verifier_latency_s")
+        self.m_in_flight, self.in_flight, self.lock = metric("ssp_verifier_in_flight"), Counter(), threading.Lock()
 
     def ping(self) -> bool:
         return True
@@ -90,18 +88,22 @@ class VerifierActor:
 
     def verify_one(self, req: VerifyRequest) -> Result:
         t0 = time.perf_counter()
-        self.m.requests.inc(tags=_tags(req.kind))
+        self._count_in_flight(req.kind, +1)
         try:
             res = self._verify(req)
         except Exception as e:
             res = Result(req.id, req.kind, 0.0, "verifier_error", detail={"error": f"{type(e).__name__}: {e}"})
+        finally:
+            self._count_in_flight(req.kind, -1)
         res.id, res.kind, res.elapsed = req.id, req.kind, time.perf_counter() - t0
-        if res.reason == "timeout":
-            self.m.timeouts.inc(tags=_tags(req.kind))
-        if res.reason.startswith("verifier_error"):
-            self.m.errors.inc(tags=_tags(req.kind))
-        self.m.latency.observe(res.elapsed, tags=_tags(req.kind))
+        self.m_checks.inc(tags={"kind": req.kind, "outcome": _outcome(res)})
+        self.m_latency.observe(res.elapsed, tags={"kind": req.kind})
         return res
+
+    def _count_in_flight(self, kind: str, delta: int) -> None:
+        with self.lock:
+            self.in_flight[kind] += delta
+            self.m_in_flight.set(self.in_flight[kind], tags={"kind": kind})
 
     def _verify(self, req: VerifyRequest) -> Result:
         if req.kind not in GRADERS:
@@ -158,12 +160,12 @@ class VerifierPool:
 
     def __init__(self, config: VerifierConfig | None = None):
         self.config = c = config or VerifierConfig()
-        opts = {"num_cpus": c.num_cpus, "max_restarts": c.max_restarts, "max_task_retries": 0,
+        opts = {"num_cpus": c.num_cpus, "resources": c.resources, "max_restarts": c.max_restarts, "max_task_retries": 0,
                 "max_concurrency": c.max_concurrency}
         self.actors = [VerifierActor.options(**opts).remote(c, i) for i in range(c.num_workers)]
         ray.get([a.ping.remote() for a in self.actors])  # surfaces IsolationError at start
         self.stats: Counter[str] = Counter()
-        self.m = _Metrics()
+        self.m_checks = metric("ssp_verifier_checks")  # checks lost with a crashed actor count as errors here
 
     def verify(self, batch: list[VerifyRequest | dict[str, Any]]) -> list[Result]:
         """Results in input order; at most num_workers * max_concurrency checks in flight.
@@ -224,7 +226,7 @@ class VerifierPool:
                     # retried once on another actor, then scored 0
                     self.stats["errors"] += 1
                     if res is None:
-                        self.m.errors.inc(tags=_tags(reqs[i].kind))
+                        self.m_checks.inc(tags={"kind": reqs[i].kind, "outcome": "error"})
                     if i not in failed_on:
                         failed_on[i] = a
                         self.stats["retries"] += 1

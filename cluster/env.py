@@ -35,9 +35,14 @@ def learner_env(device: str) -> dict[str, str]:
 
 
 def apply() -> None:
-    """Set the variables in this process (only those not already set)."""
+    """Set the variables in this process (only those not already set). While a cluster from `ssp cluster up`
+    runs, also Ray's token auth mode, which Ray reads when it is imported (so: first thing in a process)."""
     for k, v in _BASE.items():
         os.environ.setdefault(k, v)
+    from cluster.local import default_state_dir, live_state
+
+    if live_state(default_state_dir()):
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 
 def main(argv: list[str]) -> int:

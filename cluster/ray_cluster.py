@@ -1,14 +1,17 @@
-"""Connecting to Ray: an existing cluster (address, or RAY_ADDRESS as set by `ray job submit`), or a
-local head started here. Resources for each role come from config; nothing here picks a device."""
+"""Connecting to Ray: an existing cluster (address, or RAY_ADDRESS as set by `ray job submit`), the one
+`ssp cluster up` left running (its state file), or a local head started here for this command alone.
+Resources for each role come from config; nothing here picks a device."""
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 
 import ray
 
 from cluster.env import process_env
+from cluster.local import default_state_dir, live_state
 from ssp.config import cfg
 
 
@@ -18,7 +21,14 @@ class ClusterConfig:
     num_cpus: int = cfg(8, "logical CPUs of a local head (stages run in turn, so this may exceed cores)", ge=1)
     num_gpus: int = cfg(0, "GPUs of a local head", ge=0)
     dashboard: bool = cfg(True, "start the Ray dashboard with a local head")
-    metrics_export_port: int | None = cfg(None, "Prometheus metrics port of a local head (None = Ray's choice)")
+    metrics_export_port: int | None = cfg(None, "Prometheus metrics port of a local head (None = Ray's choice; "
+                                                "`ssp cluster up`: a free port)")
+    port: int = cfg(6379, "GCS port of the head `ssp cluster up` starts", ge=1, le=65535)
+    dashboard_port: int = cfg(8265, "dashboard (and job API) port of the head `ssp cluster up` starts", ge=1,
+                              le=65535)
+    state_dir: str = cfg(default_state_dir(),
+                         "where `ssp cluster up` keeps its state file and Redis data (default: $SSP_CLUSTER_DIR "
+                         "or ~/.ssp/cluster); other commands attach to the cluster recorded there")
 
 
 def connect(config: ClusterConfig) -> dict:
@@ -26,7 +36,12 @@ def connect(config: ClusterConfig) -> dict:
     if ray.is_initialized():
         ctx = ray.get_runtime_context()
         return {"address": ctx.gcs_address, "dashboard_url": _dashboard_url(), "metrics_export_port": None}
-    env = {"env_vars": process_env()}
+    env = _runtime_env()
+    up = None if config.address or os.environ.get("RAY_ADDRESS") else live_state(config.state_dir)
+    if up is not None:  # the head `ssp cluster up` started (its token auth: cluster.env.apply)
+        ray.init(address=up["gcs_address"], runtime_env=env, log_to_driver=False)
+        return {"address": up["gcs_address"], "dashboard_url": up["dashboard_url"],
+                "metrics_export_port": up["metrics_export_port"]}
     if config.address or os.environ.get("RAY_ADDRESS"):
         info = ray.init(address=config.address, runtime_env=env, log_to_driver=False)
     else:
@@ -35,6 +50,14 @@ def connect(config: ClusterConfig) -> dict:
                         runtime_env=env, log_to_driver=False, **kw)
     return {"address": info.address_info.get("gcs_address"), "dashboard_url": info.dashboard_url or None,
             "metrics_export_port": info.address_info.get("metrics_export_port")}
+
+
+def _runtime_env() -> dict:
+    """process_env() for every worker, less the variables a job's own runtime env already sets (Ray refuses
+    a driver that sets a key its job set too: `ray job submit` with cluster/jobs/submit.sh)."""
+    job = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") or "{}")
+    taken = (job.get("runtime_env") or {}).get("env_vars") or {}
+    return {"env_vars": {k: v for k, v in process_env().items() if k not in taken}}
 
 
 def _dashboard_url() -> str | None:

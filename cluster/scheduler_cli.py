@@ -18,7 +18,8 @@ def register_cli(sub: Any) -> None:
         c = cmds.add_parser(name, help=text)
         c.add_argument("--run", required=True, help="run name")
         where = c.add_mutually_exclusive_group()
-        where.add_argument("--redis-url", help="Redis URL (default: the run's embedded server)")
+        where.add_argument("--redis-url", help="Redis URL (default: the Redis of `ssp cluster up` if it runs, "
+                                               "else the run's embedded server)")
         where.add_argument("--data-dir", help="embedded server data dir (default runs/<run>/redis)")
         if name == "stats":
             c.add_argument("--png", help="histogram path (default <run>_scheduler_hist.png)")
@@ -30,8 +31,11 @@ def register_cli(sub: Any) -> None:
 
 
 def _cli(args: argparse.Namespace) -> int:
+    from cluster.ray_cluster import ClusterConfig
+
     config = SchedulerConfig(redis_url=args.redis_url)
-    with open_scheduler(args.run, config, data_dir=args.data_dir) as s:
+    up_dir = None if args.data_dir else ClusterConfig().state_dir
+    with open_scheduler(args.run, config, data_dir=args.data_dir, cluster_dir=up_dir) as s:
         if args.scheduler_cmd == "export":
             print(f"exported {export(s, args.out)} problems to {args.out}")
         elif args.scheduler_cmd == "import":

@@ -213,6 +213,23 @@ def build_app(model: str, conf, key: str | None):
         model_cards={model_id: to_model_metadata(model_id, cfg_)})
 
 
+def app_builder(args: dict):
+    """Ray Serve's application builder for a config deploy (`import_path: serve.app:app_builder`, as in
+    k8s/rayservice.yaml): args {"model": HF dir, "config": YAML path, "overrides": ["key.sub=value", ...]}.
+    The same app `ssp serve` runs; the API key comes from SSP_API_KEY (a Secret there) or serve.api_key_file."""
+    from ssp.config import ConfigError, load_config
+    from ssp.tree import SSPConfig
+    from trainer.eval_run import check_model
+
+    unknown = set(args) - {"model", "config", "overrides"}
+    if "model" not in args or unknown:
+        raise ConfigError(f"serve.app:app_builder args: need 'model' (an HF dir), may have 'config' and "
+                          f"'overrides'; got {sorted(args)}")
+    conf = load_config(SSPConfig, args.get("config"), [*args.get("overrides", []), f"model.path={args['model']}"])
+    check_model(args["model"])
+    return build_app(args["model"], conf, api_key(conf.serve))
+
+
 def ask_once(model: str, conf, question: str, max_tokens: int = 64) -> dict:
     """Serve `model` on the connected cluster for one request: deploy, ask `question` through the OpenAI
     route over HTTP, remove the app. (`make demo`'s last stage; uses serve.host/port, no API key.)"""

@@ -35,9 +35,12 @@ def run_serve(args: argparse.Namespace) -> int:
         key = api_key(s)
     except OSError as e:
         raise DataError(f"serve.api_key_file: {e}") from None
-    if args.detach and not (conf.cluster.address or os.environ.get("RAY_ADDRESS")):
-        raise DataError("serve --detach: needs a running cluster to leave the app on (`ray start --head`, then "
-                        "RAY_ADDRESS=auto or cluster.address=...); without one the app ends with this command")
+    from cluster.local import live_state
+
+    if args.detach and not (conf.cluster.address or os.environ.get("RAY_ADDRESS") or
+                            live_state(conf.cluster.state_dir)):
+        raise DataError("serve --detach: needs a running cluster to leave the app on (`ssp cluster up`, or "
+                        "RAY_ADDRESS / cluster.address for another); without one the app ends with this command")
     connect(conf.cluster)
     serve.start(http_options={"host": s.host, "port": s.port})
     t0 = time.time()

@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from cluster.local import ClusterError
 from ssp.config import ConfigError, describe, load_config, to_dict
 from trainer.data import DataError
 
@@ -219,6 +220,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cluster(args: argparse.Namespace) -> int:
+    from cluster import local
+
+    conf = load_tree(args)
+    if args.action == "up":
+        local.up(conf.cluster, conf.scheduler)
+    elif args.action == "down":
+        local.down(conf.cluster)
+    else:
+        return 0 if local.status(conf.cluster) else 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ssp", description="ssp-rl: Spectrum-to-Signal RL post-training")
     sub = parser.add_subparsers(dest="command", required=True, metavar="<command>")
@@ -287,6 +301,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=positive_int, help="samples per problem (the suite's n otherwise)")
     p.set_defaults(func=cmd_eval)
 
+    p = sub.add_parser("cluster", help="a local Ray head + the scheduler's Redis for every other command to attach to")
+    p.add_argument("action", choices=["up", "status", "down"], help="up: start (or show); status: what runs; "
+                   "down: stop by PID, keep the data")
+    add_config_args(p)
+    p.set_defaults(func=cmd_cluster)
+
     from actors.verifier import register_cli as verify_cli  # commands owned by their rooms
     from cluster.scheduler_cli import register_cli as scheduler_cli
     from serve.cli import register_cli as serve_cli
@@ -304,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, DataError, FileExistsError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
+    except (ClusterError, ConfigError, DataError, FileExistsError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
         print(f"ssp {args.command}: {e}", file=sys.stderr)  # bad input: a message, never a traceback
         return 2
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+
+# Tests never attach to a cluster a user left up with `ssp cluster up` (tests/test_cluster.py starts its own).
+os.environ["SSP_CLUSTER_DIR"] = tempfile.mkdtemp(prefix="ssp-no-cluster-")
 
 from cluster.env import apply, process_env  # noqa: E402  (the one source of process env vars)
 

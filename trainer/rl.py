@@ -88,8 +88,9 @@ class Run:
         from cluster.scheduler import open_scheduler
 
         data_dir = self.dir / "redis"
-        s = self.stack.enter_context(open_scheduler(f"{self.dir.name}-{self.pool(phase)}", self.conf.scheduler,
-                                                    data_dir, own_server=True))
+        name = f"{self.conf.scheduler.namespace or self.dir.name}-{self.pool(phase)}"
+        s = self.stack.enter_context(open_scheduler(name, self.conf.scheduler, data_dir, own_server=True,
+                                                    cluster_dir=self.conf.cluster.state_dir))
         pool = [p for p in self.train_problems.values() if not phase.subdomains or p.subdomain in phase.subdomains]
         if not pool:
             raise ValueError(f"rl.phases '{phase.name}': no training problems in subdomains {phase.subdomains}")

@@ -34,6 +34,8 @@ STEP_METRICS = {
     "stepped": "1 if the optimizer stepped (0: every group had zero advantage)",
     "skipped_frac": "share of samples skipped (zero-advantage groups)",
     "weight_version_min": "oldest weight version in the batch",
+    "samples": "rollouts in the step's batch",
+    "eval_pass1": "held-out Pass@1 (mean over k samples per problem), set at each evaluation",
 }
 PLOTS = ("reward_mean", "pass_rate", "zero_adv_frac", "len_mean", "eval_pass1")
 
@@ -75,15 +77,16 @@ class RunLog:
 
     def _gauges(self, record: dict) -> None:
         import ray
-        from ray.util import metrics
+
+        from cluster.telemetry import metric
 
         if not ray.is_initialized():
             return
-        for k, v in record.items():
-            if not isinstance(v, int | float) or k in ("step", "time"):
+        for k, v in record.items():  # the named metrics only (cluster/telemetry.py); the rest is in the JSONL
+            if k not in STEP_METRICS or not isinstance(v, int | float):
                 continue
             if k not in self.gauges:
-                self.gauges[k] = metrics.Gauge(gauge_name(k), STEP_METRICS.get(k, k))
+                self.gauges[k] = metric(gauge_name(k))
             self.gauges[k].set(float(v))
 
     def records(self) -> list[dict]:
