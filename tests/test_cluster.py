@@ -116,8 +116,9 @@ def test_eval_job_with_working_dir_no_wait(cluster, tiny_model_dir, tmp_path):
     status command follows the job to SUCCEEDED, and its output file is there."""
     out_dir = tmp_path / "eval"
     env = {"RAY_ADDRESS": cluster.state()["dashboard_url"]}
-    sub = cluster.submit("--no-wait", "eval", "--suite", "toy", "--limit", "2", "--k", "2",
-                         f"model.path={tiny_model_dir}", f"eval.out_dir={out_dir}", env=env, timeout=300)
+    sub = cluster.submit("--no-wait", "eval", "--suite", "toy", "--limit", "2", "--k", "2", "--config",
+                         "configs/tiny-cpu.yaml", "--model", str(tiny_model_dir), f"eval.out_dir={out_dir}", env=env,
+                         timeout=300)
     assert sub.returncode == 0, sub.stdout + sub.stderr[-3000:]
     status_cmd = re.search(r"status: (.+?) +stop:", sub.stdout)[1].split()
     assert status_cmd[1:3] == ["job", "status"]
