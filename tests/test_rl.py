@@ -111,7 +111,7 @@ def test_learner_killed_while_checkpointing_restarts_from_the_previous_checkpoin
 
     run_dir = tmp_path / "ckpt-kill"
     conf = load_config(SSPConfig, REPO / "configs" / "tiny-cpu.yaml",
-                       small(run_dir, tiny_model_dir, "rl.eval_every=0"))
+                       small(run_dir, tiny_model_dir, "rl.eval_every=0", "rl.pipeline=false"))
     save, calls = rl.Run.checkpoint, []
 
     def checkpoint_with_kill(self, step):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,9 @@ class RLConfig:
     batch_problems: int = cfg(32, "problems (groups) per step", ge=1)
     group_size: int = cfg(8, "G: samples per problem", ge=2)
     mode: Literal["sync", "one-step-off"] = cfg("sync", "sync (on-policy) | one-step-off (generate t+1 while training t; staleness 1)")
+    pipeline: bool = cfg(True, "verify each problem's group as soon as the engines finish it, while the rest of "
+                               "the batch generates (same policy, same samples; only when the work happens)")
+    verify_threads: int = cfg(4, "driver threads sending finished groups to the verifier pool (rl.pipeline)", ge=1)
     dynamic_sampling_rounds: int = cfg(0, "DAPO dynamic sampling: extra rounds to top up informative groups", ge=0)
     phases: list[PhaseConfig] = cfg([PhaseConfig()], "the curriculum, run in order")
     eval_every: int = cfg(10, "evaluate on held-out problems every N steps (0 = only before and after)", ge=0)
@@ -130,10 +134,8 @@ class Run:
 
     def produce(self, step: int) -> RolloutBatch:
         """sample -> generate -> verify: the batch for `step` (plus dynamic-sampling rounds)."""
-        from actors.verifier import requests_for
-
         b = RolloutBatch(step, {}, [], [], Timer())
-        G, phase = self.rl.group_size, self.phase(step)
+        phase = self.phase(step)
         for round_ in range(self.rl.dynamic_sampling_rounds + 1):
             informative = {r.problem_id for r, v in zip(b.rollouts, b.verdicts) if v.reward > 0} & \
                           {r.problem_id for r, v in zip(b.rollouts, b.verdicts) if v.reward <= 0}
@@ -142,12 +144,31 @@ class Run:
                 break
             problems = [self.train_problems[i] for i in self.plan(step, round_, need, set(b.problems))]
             b.problems.update((p.id, p) for p in problems)
-            with b.timer("generate"):
-                rs = self.rollout.generate(problems, G, {"max_tokens": phase.max_tokens})
-            with b.timer("verify"):
-                b.verdicts += self.verifier.verify(requests_for(b.problems, rs))
+            rs, vs = self.generate_and_verify(problems, {"max_tokens": phase.max_tokens}, b.timer)
             b.rollouts += rs
+            b.verdicts += vs
         return b
+
+    def generate_and_verify(self, problems: list[Problem], overrides: dict, timer: Timer) -> tuple[list, list]:
+        """G rollouts per problem and their verdicts, in problem order. With rl.pipeline, a problem's group
+        goes to the verifier pool as soon as its engine finishes it; `time_verify` is then the verification
+        left after the last rollout (the part generation did not hide)."""
+        from actors.verifier import requests_for
+
+        G = self.rl.group_size
+        if not self.rl.pipeline:
+            with timer("generate"):
+                rs = self.rollout.generate(problems, G, overrides)
+            with timer("verify"):
+                return rs, self.verifier.verify(requests_for({p.id: p for p in problems}, rs))
+        rollouts, verdicts = {}, {}
+        with ThreadPoolExecutor(self.rl.verify_threads) as pool:
+            with timer("generate"):
+                for p, rs in self.rollout.stream(problems, G, overrides):
+                    rollouts[p.id], verdicts[p.id] = rs, pool.submit(self.verifier.verify, requests_for({p.id: p}, rs))
+            with timer("verify"):
+                verdicts = {i: f.result() for i, f in verdicts.items()}
+        return [r for p in problems for r in rollouts[p.id]], [v for p in problems for v in verdicts[p.id]]
 
     def advantages(self, b: RolloutBatch) -> tuple[list[float], list[float]]:
         """Per-rollout MGPO-weighted group advantage A' = w*A, and w (a pure function of the rewards)."""

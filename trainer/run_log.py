@@ -20,7 +20,7 @@ STEP_METRICS = {
     "len_max": "max response length (tokens)",
     "trunc_frac": "share of responses cut at max_tokens",
     "time_generate": "seconds generating",
-    "time_verify": "seconds verifying",
+    "time_verify": "seconds verifying (rl.pipeline: only what was left after generation ended)",
     "time_train": "seconds in the learner step",
     "time_sync": "seconds pushing weights to the engines",
     "tokens_per_s": "generated tokens per second of step wall time",
