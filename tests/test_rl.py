@@ -29,7 +29,7 @@ def small(tmp: Path, model: Path, *extra: str) -> list[str]:
     return [f"run_dir={tmp}", f"model.path={model}", "cluster.dashboard=false", "data.toy.per_cell=20",
             "rl.batch_problems=4", "rl.group_size=4", "rl.eval_every=3",
             "rl.eval_k=2", "rl.eval_max_problems=8", "rl.checkpoint_every=2", "learner.lr=1e-3",
-            "rollout.num_cpus_per_engine=1", "engine.max_model_len=128", PHASES, *extra]
+            "rollout.num_cpus_per_engine=1", "engine.max_model_len=128", "rl.pipeline=true", PHASES, *extra]
 
 
 def attempts_and_samples(run_dir: Path) -> tuple[int, int]:

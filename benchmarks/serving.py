@@ -6,7 +6,7 @@ waves of 8 (8 sequences in flight, as with 8 clients). `ssp serve` (no API key) 
 concurrent clients over HTTP. `serve_vs_raw_vllm_c8` = serve's requests/s at 8 clients over raw's in waves
 of 8.
 
-Usage: python benchmarks/serve.py [--requests 64] [--tokens 64]
+Usage: python benchmarks/serving.py [--requests 64] [--tokens 64]
 Last line: {"rps_c1", "rps_c8", "rps_c32", "p50_ms_c8", "p99_ms_c8", "serve_vs_raw_vllm_c8", ...}
 """
 
