@@ -43,6 +43,8 @@ def main() -> None:
     ap.add_argument("--start", help="HF model both arms start from (default: a Spectrum stage run into OUT/spectrum)")
     args = ap.parse_args()
 
+    from rl_compare import start_model
+
     from ssp.config import load_config
     from ssp.tree import SSPConfig
     from trainer.rl import main as rl_main
@@ -50,14 +52,7 @@ def main() -> None:
     out = Path(args.out)
     base = [f"rl.phases=[{{name: mixed, steps: {args.steps}, max_tokens: 64, subdomains: []}}]",
             "rl.eval_every=0", "rl.checkpoint_every=0", "cluster.dashboard=false", "rl.eval_max_problems=32"]
-    start = args.start
-    if not start:
-        from trainer.spectrum import run_spectrum
-
-        spec = out / "spectrum"
-        if not (spec / "report.json").exists():
-            run_spectrum(load_config(SSPConfig, "configs/tiny-cpu.yaml", [f"run_dir={spec}", *base]), spec)
-        start = str(spec / "merged")
+    start = start_model(args.start, out, base)  # benchmarks/rl_compare.py's
     runs: dict[str, list[dict]] = {arm: [] for arm in ARMS}
     for rnd in range(args.rounds):
         for arm, extra in (ARMS.items() if rnd % 2 == 0 else reversed(ARMS.items())):

@@ -35,6 +35,20 @@ def samples_to_target(run_dir: Path, target: float) -> int | None:
     return None
 
 
+def start_model(start: str | None, out: Path, overrides: list[str]) -> str:
+    """`start`, or the merged model of a Spectrum stage run once into OUT/spectrum (kept for reruns)."""
+    if start:
+        return start
+    from ssp.config import load_config
+    from ssp.tree import SSPConfig
+    from trainer.spectrum import run_spectrum
+
+    spec = out / "spectrum"
+    if not (spec / "report.json").exists():
+        run_spectrum(load_config(SSPConfig, "configs/tiny-cpu.yaml", [f"run_dir={spec}", *overrides]), spec)
+    return str(spec / "merged")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=3)
@@ -52,14 +66,7 @@ def main() -> None:
     out = Path(args.out)
     base = [f"rl.phases=[{{name: mixed, steps: {args.steps}, max_tokens: 64, subdomains: []}}]",
             "rl.eval_every=5", "rl.checkpoint_every=0", "cluster.dashboard=false", "rl.eval_max_problems=96"]
-    start = args.start
-    if not start:
-        from trainer.spectrum import run_spectrum
-
-        spec = out / "spectrum"
-        if not (spec / "report.json").exists():
-            run_spectrum(load_config(SSPConfig, "configs/tiny-cpu.yaml", [f"run_dir={spec}", *base]), spec)
-        start = str(spec / "merged")
+    start = start_model(args.start, out, base)
     results: dict[str, list[dict]] = {arm: [] for arm in ARMS}
     for seed in range(args.seeds):
         for arm, extra in ARMS.items():
