@@ -45,7 +45,8 @@ def live_state(state_dir: str) -> dict | None:
         st = json.loads(state_path(state_dir).read_text())
     except (OSError, ValueError):
         return None
-    return st if psutil.pid_exists(st.get("gcs_pid", 0)) else None
+    pid = st.get("gcs_pid")
+    return st if pid and psutil.pid_exists(pid) else None
 
 
 def live_redis_url(state_dir: str) -> str | None:
@@ -115,6 +116,10 @@ def up(conf, sched) -> dict:
                            f"{conf.dashboard_port} taken? (cluster.port / cluster.dashboard_port)\n"
                            f"{(r.stdout + r.stderr)[-2000:]}")
     gcs = [p for p in _head_procs(temp) if p.name().startswith("gcs_server")]
+    if not gcs:
+        _stop(_head_procs(temp))
+        raise ClusterError(f"cluster up: `ray start` returned but no GCS process of {temp} runs:\n"
+                           f"{(r.stdout + r.stderr)[-2000:]}")
     try:
         url = attach(d / "redis")
         if url is None:
@@ -124,7 +129,7 @@ def up(conf, sched) -> dict:
     except Exception:
         _stop(_head_procs(temp))
         raise
-    st = {"gcs_address": f"{node_ip}:{conf.port}", "gcs_pid": gcs[0].pid if gcs else 0,
+    st = {"gcs_address": f"{node_ip}:{conf.port}", "gcs_pid": gcs[0].pid,
           "dashboard_url": f"http://127.0.0.1:{conf.dashboard_port}" if conf.dashboard else None,
           "metrics_export_port": metrics_port, "temp_dir": temp, "redis_url": url, "redis_dir": str(d / "redis"),
           "redis_pid": json.loads((d / "redis" / "server.json").read_text())["pid"], "started": time.time()}
