@@ -1,8 +1,7 @@
 """`ssp cluster up | status | down`: a local Ray head and the scheduler's Redis that outlive one command.
 
 `up` starts both (the head with token auth, its dashboard on 127.0.0.1; Redis on loopback with AOF under
-state_dir) and
-records them in `state_dir/state.json`. `ssp rl | sft | eval | serve` then attach to them
+state_dir) and records them in `state_dir/state.json`. `ssp rl | sft | eval | serve` then attach to them
 (cluster.ray_cluster.connect, cluster.scheduler.open_scheduler), and so do jobs sent with
 cluster/jobs/submit.sh, so the scheduler's pass rates persist across runs. `down` stops what `up` started, by
 PID, and keeps the data: the next `up` serves the same Redis state.
@@ -158,7 +157,7 @@ def status(conf) -> dict | None:
     """Print what runs: Ray resources, jobs, Redis address and key count, the scheduler's runs."""
     import ray
     import redis
-    from ray.job_submission import JobSubmissionClient
+    from ray.job_submission import JobStatus, JobSubmissionClient
 
     st = live_state(conf.state_dir)
     if st is None:
@@ -174,7 +173,7 @@ def status(conf) -> dict | None:
     with redis.Redis.from_url(st["redis_url"], socket_timeout=5) as client:
         keys = client.dbsize()
         runs = sorted(k.decode().split("{")[1].split("}")[0] for k in client.scan_iter("ssp:{*}:datasets"))
-    live = [j for j in jobs if str(j.status) in ("RUNNING", "PENDING", "JobStatus.RUNNING", "JobStatus.PENDING")]
+    live = [j for j in jobs if j.status in (JobStatus.RUNNING, JobStatus.PENDING)]
     out = {**st, "resources": {k: [free.get(k, 0.0), v] for k, v in total.items() if "node:" not in k},
            "redis_keys": keys, "scheduler_runs": runs,
            "jobs": [{"id": j.submission_id, "status": str(j.status), "entrypoint": j.entrypoint} for j in jobs],
@@ -186,6 +185,7 @@ def status(conf) -> dict | None:
         used, total = (round((t - f) / 2**30, 2), round(t / 2**30, 2)) if gib else (t - f, t)
         print(f"  resource   {k:24s} {used:g} used of {total:g}{' GiB' if gib else ''}")
     print(f"  redis      {keys} keys; scheduler runs: {', '.join(runs) or '-'}")
+    print(f"  jobs       {len(live)} running or pending of {len(jobs)} submitted")
     for j in out["jobs"]:
         print(f"  job        {j['id']:32s} {j['status']:10s} {j['entrypoint'][:80]}")
     return out
@@ -227,12 +227,10 @@ def down(conf) -> bool:
 
 def main(argv: list[str]) -> int:
     """`python -m cluster.local --dashboard-url`: the dashboard URL of a running `ssp cluster up` (exit 1: none)."""
-    from cluster.ray_cluster import ClusterConfig
-
     if argv != ["--dashboard-url"]:
         print("usage: python -m cluster.local --dashboard-url", file=sys.stderr)
         return 2
-    st = live_state(ClusterConfig().state_dir)
+    st = live_state(default_state_dir())
     if st is None or not st["dashboard_url"]:
         return 1
     print(st["dashboard_url"])

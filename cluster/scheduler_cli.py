@@ -31,10 +31,10 @@ def register_cli(sub: Any) -> None:
 
 
 def _cli(args: argparse.Namespace) -> int:
-    from cluster.ray_cluster import ClusterConfig
+    from cluster.local import default_state_dir
 
     config = SchedulerConfig(redis_url=args.redis_url)
-    up_dir = None if args.data_dir else ClusterConfig().state_dir
+    up_dir = None if args.data_dir else default_state_dir()
     with open_scheduler(args.run, config, data_dir=args.data_dir, cluster_dir=up_dir) as s:
         if args.scheduler_cmd == "export":
             print(f"exported {export(s, args.out)} problems to {args.out}")
