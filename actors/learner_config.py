@@ -14,6 +14,7 @@ from ssp.config import cfg
 ADVANTAGE_NAMES = Literal["grpo", "drgrpo"]
 AGGREGATION_NAMES = Literal["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"]
 KL_NAMES = Literal["k1", "k2", "k3"]
+CORRECTION_NAMES = Literal["off", "tis", "icepop"]
 
 
 @dataclass
@@ -32,8 +33,13 @@ class LossConfig:
     kl_coef: float = cfg(0.0, "KL-to-reference coefficient; 0 = no reference model is loaded", ge=0)
     kl_estimator: KL_NAMES = cfg("k3", "KL estimator: k1 | k2 | k3 (Schulman)")
     entropy_coef: float = cfg(0.0, "entropy bonus coefficient (loss -= coef * entropy)", ge=0)
-    tis_cap: float | None = cfg(None, "truncated importance sampling cap C on pi_old_learner/pi_rollout; "
-                                      "None = off")
+    is_correction: Literal["auto", CORRECTION_NAMES] = cfg(
+        "auto", "train/inference mismatch correction on r = pi_old_learner/pi_rollout per token: tis (weight "
+        "min(r, tis_cap)) | icepop (drop tokens with r outside [icepop_low, icepop_high]) | off | auto (tis "
+        "when rl.mode generates ahead of the learner: one-step-off, async; off in sync)")
+    tis_cap: float = cfg(2.0, "truncated importance sampling cap C (is_correction=tis)", gt=0)
+    icepop_low: float = cfg(0.5, "ICEPOP: tokens with r below this get no gradient", gt=0)
+    icepop_high: float = cfg(5.0, "ICEPOP: tokens with r above this get no gradient", gt=0)
     long2short_lambda: float = cfg(0.0, "Long2Short length bonus for correct responses (report: 0.2); 0 = off", ge=0)
 
 

@@ -88,7 +88,7 @@ def test_bad_input_is_a_message_not_a_traceback(tmp_path):
 
 def test_bad_choices_fail_fast_naming_the_key_and_the_valid_values():
     """Each typed choice is refused by `ssp config` and by `ssp rl` before Ray, vLLM or DeepSpeed start."""
-    cases = {"rl.mode=async": ("rl.mode", "'sync', 'one-step-off'"),
+    cases = {"rl.mode=offline": ("rl.mode", "'sync', 'one-step-off', 'async'"),
              "learner.dtype=bf16": ("learner.dtype", "'float32', 'bfloat16'"),
              "learner.loss.advantage=grpoo": ("learner.loss.advantage", "'grpo', 'drgrpo'"),
              "learner.loss.aggregation=mean": ("learner.loss.aggregation", "'token-mean'"),

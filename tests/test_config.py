@@ -76,7 +76,7 @@ def test_ranges_choices_and_cross_field_checks_at_load():
                               ("learner.lr=inf", r"'learner\.lr': must be a finite number"),
                               ("learner.loss.clip_low=1.0", r"'learner\.loss\.clip_low': must be >= 0 and < 1"),
                               ("sampling.top_p=0", r"'sampling\.top_p': must be > 0 and <= 1, got 0"),
-                              ("rl.mode=async", r"'rl\.mode': must be one of \['sync', 'one-step-off'\]"),
+                              ("rl.mode=offline", r"'rl\.mode': must be one of \['sync', 'one-step-off', 'async'\]"),
                               ("sampling.max_tokens=999", r"'sampling\.max_tokens': 999 must be below")):
         with pytest.raises(ConfigError, match=message):
             load_config(SSPConfig, None, [override])

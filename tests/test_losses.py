@@ -11,6 +11,7 @@ from actors.learner import collate
 from actors.train_engine import plan_micro_batches
 from trainer.losses import (
     LossConfig,
+    correction_name,
     group_advantages,
     grpo_advantage,
     long2short,
@@ -121,13 +122,28 @@ def test_seq_mean_token_mean_weights_over_groups():
     assert abs(w.sum().item() - 1.0) < 1e-6
 
 
-def test_tis_cap():
-    # old/rollout: seq0 = 3 -> capped at 2; seq1 = 0.5 -> kept. token-mean: (-4.56 + 1.45) / 5
-    roll = torch.tensor([[math.log(1 / 3)] * 3, [math.log(2.0)] * 3])
-    loss, _ = loss_of(LossConfig(aggregation="token-mean", tis_cap=2.0), rollout_logp=roll)
-    assert abs(loss - (-3.11 / 5)) < 1e-6
-    off, _ = loss_of(LossConfig(aggregation="token-mean"), rollout_logp=roll)
-    assert abs(off - 0.124) < 1e-6
+# old/rollout ratio r: seq0 = 3, seq1 = 0.5. Uncorrected token-mean loss (-2.28 + 2.9) / 5 = 0.124.
+ROLL = torch.tensor([[math.log(1 / 3)] * 3, [math.log(2.0)] * 3])
+
+
+@pytest.mark.parametrize("conf,value,is_frac", [
+    (dict(is_correction="tis", tis_cap=2.0), (2 * -2.28 + 0.5 * 2.9) / 5, 1.0),  # seq0 capped at 2, seq1 x 0.5
+    (dict(is_correction="tis", tis_cap=5.0), (3 * -2.28 + 0.5 * 2.9) / 5, 1.0),
+    (dict(is_correction="icepop", icepop_low=0.6), -2.28 / 5, 3 / 5),  # seq1 (r = 0.5 < 0.6) dropped
+    (dict(is_correction="icepop", icepop_high=2.5), 2.9 / 5, 2 / 5),  # seq0 (r = 3 > 2.5) dropped
+    (dict(is_correction="icepop"), 0.124, 0.0),  # both inside [0.5, 5]
+    (dict(is_correction="off"), 0.124, 0.0),
+    (dict(), 0.124, 0.0),  # auto outside the RL loop = off (the loop resolves it for rl.mode)
+])
+def test_train_inference_corrections(conf: dict, value: float, is_frac: float):
+    loss, m = loss_of(LossConfig(aggregation="token-mean", **conf), rollout_logp=ROLL)
+    assert abs(loss - value) < 1e-6 and abs(m["is_frac"] - is_frac) < 1e-6
+
+
+def test_correction_auto_follows_the_rl_mode():
+    assert [correction_name(LossConfig(), m) for m in ("sync", "one-step-off", "async")] == ["off", "tis", "tis"]
+    assert correction_name(LossConfig(is_correction="icepop"), "async") == "icepop"
+    assert correction_name(LossConfig(is_correction="off"), "async") == "off"
 
 
 @pytest.mark.parametrize("est,k", [("k1", 0.5), ("k2", 0.125), ("k3", 0.1065307)])

@@ -168,10 +168,12 @@ def test_one_step_off_policy_with_dynamic_sampling_and_prefilter(ray_cluster, ti
     assert attempts == samples == summary["samples"]
 
 
-def test_driver_killed_then_resumed(tiny_model_dir, tmp_path):
+def test_driver_killed_then_resumed_in_async_mode(tiny_model_dir, tmp_path):
+    """Async mode (2 batches in flight ahead of the learner, TIS on): the driver and everything it started
+    are killed mid-run; the resumed run redoes the lost steps from their plans and counts each sample once."""
     run_dir = tmp_path / "resume"
     cmd = [sys.executable, "-m", "ssp.cli", "rl", "--config", "configs/tiny-cpu.yaml",
-           *small(run_dir, tiny_model_dir)]
+           *small(run_dir, tiny_model_dir, "rl.mode=async", "rl.max_staleness=2")]
     env = {**os.environ, "RAY_ADDRESS": ""}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -189,4 +191,9 @@ def test_driver_killed_then_resumed(tiny_model_dir, tmp_path):
     assert summary["steps"] == 6
     attempts, samples = attempts_and_samples(run_dir)
     assert attempts == samples == 6 * 4 * 4
+    recs = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in recs if "samples" in r]
+    assert [r["step"] for r in steps] == list(range(6))
+    assert all(0 <= r["staleness"] <= 2 for r in steps) and max(r["staleness"] for r in steps) >= 1
+    assert all(0 <= r["is_frac"] <= 1 for r in steps)  # TIS ran (auto in async mode)
 

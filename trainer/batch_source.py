@@ -1,10 +1,9 @@
 """BatchSource: where the RL loop's batches come from (`rl.mode` picks one).
 
 A batch is sampled problems, G rollouts each, and a verdict per rollout (`RolloutBatch`). `sync` makes it
-on the current weights when asked (strictly on-policy). `one-step-off` also starts the next step's batch
-on the current weights while the learner trains on this one (staleness 1; every rollout carries the
-weight version that made it). A deeper asynchronous mode (staleness bound k, importance correction) is
-one more subclass here, not a change to the loop.
+on the current weights when asked (strictly on-policy). `async` keeps up to k = `rl.max_staleness` batches
+in flight ahead of the learner (every rollout carries the weight version that made it; the learner
+corrects the lag with TIS or ICEPOP); `one-step-off` is async with k = 1.
 """
 
 from __future__ import annotations
@@ -44,7 +43,7 @@ class BatchSource:
 
     name = ""
 
-    def __init__(self, produce: Produce, lookahead_ok: Callable[[int], bool]):
+    def __init__(self, produce: Produce, lookahead_ok: Callable[[int], bool], depth: int = 0):
         self.produce, self.lookahead_ok = produce, lookahead_ok
 
     def next(self, step: int) -> RolloutBatch:
@@ -64,37 +63,55 @@ class SyncSource(BatchSource):
         return self.produce(step)
 
 
-class OneStepOffSource(BatchSource):
-    name = "one-step-off"
+class AsyncSource(BatchSource):
+    """Generates up to `depth` batches ahead of the learner, one after another on one producer thread: when
+    the loop takes batch t, batches t+1..t+depth are queued on the weights the engines hold now (v >= t), so
+    no batch lags the learner by more than `depth` versions. Each rollout carries its weight version and the
+    learner corrects the lag (`learner.loss.is_correction`, TIS by default here). A redone step (after a
+    restart) reads its plan file, so it trains on the same problems."""
 
-    def __init__(self, produce: Produce, lookahead_ok: Callable[[int], bool]):
+    name = "async"
+
+    def __init__(self, produce: Produce, lookahead_ok: Callable[[int], bool], depth: int = 2):
         super().__init__(produce, lookahead_ok)
-        self.pool = ThreadPoolExecutor(1)
-        self.ahead: tuple[int, Future] | None = None
+        self.depth, self.pool = depth, ThreadPoolExecutor(1)
+        self.ahead: dict[int, Future] = {}
 
     def next(self, step: int) -> RolloutBatch:
-        if self.ahead and self.ahead[0] == step:
-            batch = self.ahead[1].result()
+        if step in self.ahead:
+            batch = self.ahead.pop(step).result()
         else:
             self.drain()
             batch = self.produce(step)
-        self.ahead = None
-        if self.lookahead_ok(step + 1):  # generated on the current weights while the learner trains
-            self.ahead = (step + 1, self.pool.submit(self.produce, step + 1))
+        for s in range(step + 1, step + self.depth + 1):
+            if not self.lookahead_ok(s):  # a new phase (other max_tokens, prefilter) starts on fresh weights
+                break
+            if s not in self.ahead:
+                self.ahead[s] = self.pool.submit(self.produce, s)
         return batch
 
     def drain(self) -> None:
-        """Wait out a look-ahead batch (discarded; its plan file makes the redo identical)."""
-        if self.ahead is not None:
+        """Wait out the batches ahead (discarded; their plan files make the redo identical)."""
+        for fut in self.ahead.values():
             try:
-                self.ahead[1].result()
+                fut.result()
             except Exception:  # noqa: BLE001 (it is being thrown away)
                 pass
-        self.ahead = None
+        self.ahead = {}
 
     def close(self) -> None:
         self.drain()
         self.pool.shutdown()
 
 
-BATCH_SOURCES: dict[str, type[BatchSource]] = {"sync": SyncSource, "one-step-off": OneStepOffSource}
+class OneStepOffSource(AsyncSource):
+    """Batch t+1 is generated on the current weights while the learner trains on batch t (staleness 1)."""
+
+    name = "one-step-off"
+
+    def __init__(self, produce: Produce, lookahead_ok: Callable[[int], bool], depth: int = 1):
+        super().__init__(produce, lookahead_ok, depth=1)
+
+
+BATCH_SOURCES: dict[str, type[BatchSource]] = {"sync": SyncSource, "one-step-off": OneStepOffSource,
+                                               "async": AsyncSource}

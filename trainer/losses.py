@@ -1,5 +1,5 @@
 """The losses of the one training engine. The RL loss, top to bottom: rewards -> group advantages
-(GRPO / Dr. GRPO) -> MGPO weight -> clipped policy loss with optional KL, entropy bonus and truncated importance sampling. Beside it, the SFT loss.
+(GRPO / Dr. GRPO) -> MGPO weight -> clipped policy loss with optional KL, entropy bonus and a train/inference mismatch correction (TIS or ICEPOP). Beside it, the SFT loss.
 
 Conventions (hand-checked in tests/test_losses.py):
 - std is the *population* std of the group's rewards (ddof=0, `torch.std(unbiased=False)`).
@@ -18,7 +18,13 @@ from typing import get_args
 import torch
 from torch import Tensor
 
-from actors.learner_config import ADVANTAGE_NAMES, AGGREGATION_NAMES, KL_NAMES, LossConfig  # noqa: F401
+from actors.learner_config import (  # noqa: F401
+    ADVANTAGE_NAMES,
+    AGGREGATION_NAMES,
+    CORRECTION_NAMES,
+    KL_NAMES,
+    LossConfig,
+)
 from trainer.metrics import kl_to_half
 
 # ---- rewards -> advantages ---------------------------------------------------------------------------
@@ -113,6 +119,22 @@ KL_ESTIMATORS: dict[str, Callable[[Tensor], Tensor]] = {
 }
 
 
+# ---- train/inference mismatch: r = pi_old_learner / pi_rollout per token -> a per-token factor ----------
+
+CORRECTIONS: dict[str, Callable[[Tensor, LossConfig], Tensor]] = {
+    "off": lambda r, c: torch.ones_like(r),
+    "tis": lambda r, c: r.clamp(max=c.tis_cap),  # truncated importance sampling
+    "icepop": lambda r, c: ((r >= c.icepop_low) & (r <= c.icepop_high)).to(r.dtype),  # mask tokens out of band
+}
+
+
+def correction_name(c: LossConfig, mode: str = "sync") -> str:
+    """`is_correction`, with auto resolved for `rl.mode`: tis when rollouts may lag the learner, else off."""
+    if c.is_correction != "auto":
+        return c.is_correction
+    return "off" if mode == "sync" else "tis"
+
+
 # ---- the policy loss -----------------------------------------------------------------------------------
 
 def policy_loss(logp: Tensor, old_logp: Tensor, adv: Tensor, weights: Tensor, c: LossConfig,
@@ -128,8 +150,11 @@ def policy_loss(logp: Tensor, old_logp: Tensor, adv: Tensor, weights: Tensor, c:
     pg_unclipped = -a * ratio
     pg_clipped = -a * ratio.clamp(1 - c.clip_low, 1 + c.clip_high)
     per_token = torch.maximum(pg_unclipped, pg_clipped)
-    if c.tis_cap is not None and rollout_logp is not None:  # train/inference mismatch correction
-        per_token = per_token * torch.exp(old_logp - rollout_logp).clamp(max=c.tis_cap).detach()
+    correction = correction_name(c)  # the RL loop resolves auto before the learner starts
+    factor = torch.ones_like(per_token)
+    if correction != "off" and rollout_logp is not None:
+        factor = CORRECTIONS[correction](torch.exp(old_logp - rollout_logp).detach(), c)
+        per_token = per_token * factor
     if c.kl_coef and ref_logp is not None:
         per_token = per_token + c.kl_coef * KL_ESTIMATORS[c.kl_estimator](logp - ref_logp)
     if c.entropy_coef and entropy is not None:
@@ -142,6 +167,7 @@ def policy_loss(logp: Tensor, old_logp: Tensor, adv: Tensor, weights: Tensor, c:
             "clip_frac": ((pg_clipped > pg_unclipped) & mask).sum().item() / n.item(),
             "approx_kl": (0.5 * (logp - old_logp) ** 2 * mask).sum().item() / n.item(),
             "entropy": (entropy * mask).sum().item() / n.item() if entropy is not None else 0.0,
+            "is_frac": ((factor != 1) & mask).sum().item() / n.item(),
             "tokens": float(mask.sum().item()),
         }
     return loss, metrics
@@ -154,5 +180,6 @@ def sft_loss(logp: Tensor, weights: Tensor) -> Tensor:
     return -(weights * logp).sum()
 
 
-for _registry, _names in ((ADVANTAGES, ADVANTAGE_NAMES), (AGGREGATIONS, AGGREGATION_NAMES), (KL_ESTIMATORS, KL_NAMES)):
+for _registry, _names in ((ADVANTAGES, ADVANTAGE_NAMES), (AGGREGATIONS, AGGREGATION_NAMES), (KL_ESTIMATORS, KL_NAMES),
+                         (CORRECTIONS, CORRECTION_NAMES)):
     assert set(_registry) == set(get_args(_names)), f"registry {sorted(_registry)} != config choices {_names}"

@@ -2,7 +2,7 @@
 
     sample -> generate -> verify -> advantages -> train -> publish weights -> record outcomes -> log
 
-The first three are the BatchSource (trainer/batch_source.py; `rl.mode` picks sync or one-step-off),
+The first three are the BatchSource (trainer/batch_source.py; `rl.mode` picks sync, one-step-off or async),
 the advantages are a pure function (trainer/losses.py), training runs on the DeepSpeed learner ranks,
 weights go learner -> engines through the WeightSync seam (never through this process), outcomes go to
 the Redis scheduler. The driver does no tensor math and no Redis commands of its own. It owns the run
@@ -45,7 +45,11 @@ class PhaseConfig:
 class RLConfig:
     batch_problems: int = cfg(32, "problems (groups) per step", ge=1)
     group_size: int = cfg(8, "G: samples per problem", ge=2)
-    mode: Literal["sync", "one-step-off"] = cfg("sync", "sync (on-policy) | one-step-off (generate t+1 while training t; staleness 1)")
+    mode: Literal["sync", "one-step-off", "async"] = cfg(
+        "sync", "sync (on-policy) | one-step-off (generate t+1 while training t; staleness 1) | async (up to "
+                "rl.max_staleness batches generated ahead of the learner)")
+    max_staleness: int = cfg(2, "async: how many weight versions a batch may lag the learner (batches in flight)",
+                             ge=1)
     pipeline: bool = cfg(True, "verify each problem's group as soon as the engines finish it, while the rest of "
                                "the batch generates (same policy, same samples; only when the work happens)")
     verify_threads: int = cfg(4, "driver threads sending finished groups to the verifier pool (rl.pipeline)", ge=1)
@@ -66,6 +70,7 @@ class Run:
         from actors.learner import LearnerGroup
         from actors.rollout import RolloutPool
         from actors.verifier import VerifierPool
+        from trainer.losses import correction_name
 
         self.conf, self.dir, self.rl, self.policy = conf, run_dir, conf.rl, policy
         self.train_problems = {p.id: p for p in train}
@@ -74,6 +79,7 @@ class Run:
         self.stack = ExitStack()
         self.verifier = VerifierPool(conf.verifier)
         self.rollout = RolloutPool(policy, conf.rollout, conf.engine, conf.sampling, conf.data.instruction)
+        conf.learner.loss.is_correction = correction_name(conf.learner.loss, self.rl.mode)  # auto -> tis | off
         self.learner = LearnerGroup(conf.learner, policy)
         self.schedulers = {}
         for ph in self.rl.phases:  # phases with the same problem pool share one scheduler (and its pass rates)
@@ -274,7 +280,7 @@ def run_rl(conf, run_dir: Path, train: list[Problem], held: list[Problem], polic
             run.log.log({"step": -1, "eval_pass1": before["pass1"]})  # before step 0
         bar = tqdm(total=run.total_steps, initial=step, desc="rl", dynamic_ncols=True, mininterval=1)
         source = BATCH_SOURCES[run.rl.mode](
-            run.produce, lambda s: s < run.total_steps and run.phase(s) is run.phase(s - 1))
+            run.produce, lambda s: s < run.total_steps and run.phase(s) is run.phase(s - 1), run.rl.max_staleness)
         run.stack.callback(source.close)
         while step < run.total_steps:
             dropped = run.prefilter(step)
