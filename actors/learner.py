@@ -191,14 +191,14 @@ class LearnerGroup:
 
         self.c, self.model_path = config, str(model_path)
         n = num_actors or config.num_actors
-        gpu = config.device == "cuda"
-        bundle = {"CPU": 1, "GPU": 1} if gpu else {"CPU": 1}
+        gpus = config.num_gpus_per_actor if config.device == "cuda" else 0
+        bundle = {"CPU": 1, "GPU": gpus} if gpus else {"CPU": 1}
         self.pg = placement_group([bundle] * n, strategy="PACK")
         ray.get(self.pg.ready())
         env = learner_env(config.device)
         actor = ray.remote(LearnerWorker)
         self.workers = [
-            actor.options(num_cpus=1, num_gpus=1 if gpu else 0, runtime_env={"env_vars": env},
+            actor.options(num_cpus=1, num_gpus=gpus, runtime_env={"env_vars": env},
                           scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, i)
                           ).remote(config, self.model_path, i, n)
             for i in range(n)]

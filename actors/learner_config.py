@@ -49,6 +49,8 @@ class LearnerConfig:
     zero_stage: int = cfg(2, "DeepSpeed ZeRO stage: 2 or 3", ge=0, le=3)
     dtype: Literal["float32", "bfloat16"] = cfg("float32", "training dtype: float32 | bfloat16 (fp32 master weights)")
     device: Literal["cpu", "cuda"] = cfg("cpu", "cpu (gloo, DeepSpeed CPU accelerator) | cuda (NCCL, one GPU per actor)")
+    num_gpus_per_actor: float = cfg(1.0, "Ray GPUs per learner actor with device=cuda (below 1 shares a GPU with an "
+                                         "engine, e.g. 0.5 on a one-GPU machine)", gt=0, le=1)
     lr: float = cfg(1e-6, "AdamW learning rate", gt=0)
     weight_decay: float = cfg(0.0, "AdamW weight decay", ge=0)
     warmup_steps: int = cfg(0, "linear LR warmup steps, then constant", ge=0)

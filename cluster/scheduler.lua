@@ -1,7 +1,9 @@
 -- Server-side scripts of cluster/scheduler.py. Each `--- @name` section is one script; the text before the
 -- first section is a prelude prepended to every script. ARGV[1] is always the key prefix "ssp:{run}:fp:".
 -- Keys: P:<id> hash (a, c, ema, last, sub, band); B:<band> set of ids; M meta hash (counters, and a:<sub> /
--- c:<sub> attempts and correct per subdomain); S set of subdomains; D:<step> dedupe set.
+-- c:<sub> attempts and correct per subdomain); S set of subdomains; D:<step> dedupe set; T hash of id ->
+-- 'ta tc' for every seen problem not dropped: a and c discounted by thompson_decay at each new step (one hash so
+-- the thompson sampler reads the pool with one HGETALL).
 -- Bands: u:<sub> (unseen, one per subdomain), p0/p1 (parked at raw rate 0/1), x (dropped by prefilter),
 -- 0..K-1 (smoothed p-hat bins).
 
@@ -39,13 +41,14 @@ end
 return new
 
 --- @record
--- ARGV: pre, step, K, alpha, beta, min_attempts, ema_decay, dedupe_ttl_s, then (id, sample_idx, 0|1) triples.
+-- ARGV: pre, step, K, alpha, beta, min_attempts, ema_decay, dedupe_ttl_s, thompson_decay, then (id, sample_idx,
+-- 0|1) triples.
 -- Atomic; idempotent per (step, id, sample_idx). Returns the number of newly applied results.
 local step = tonumber(ARGV[2])
 local K, al, be, mina = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local decay, ttl = tonumber(ARGV[7]), tonumber(ARGV[8])
+local decay, ttl, tdecay = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local seen = {}
-for i = 9, #ARGV, 3 do
+for i = 10, #ARGV, 3 do
   local id = ARGV[i]
   if not seen[id] then
     if redis.call('EXISTS', pre .. 'P:' .. id) == 0 then
@@ -56,7 +59,7 @@ for i = 9, #ARGV, 3 do
 end
 local dkey = pre .. 'D:' .. ARGV[2]
 local groups, order, applied = {}, {}, 0
-for i = 9, #ARGV, 3 do
+for i = 10, #ARGV, 3 do
   local id = ARGV[i]
   if redis.call('SADD', dkey, id .. '#' .. ARGV[i + 1]) == 1 then
     applied = applied + 1
@@ -77,6 +80,10 @@ for _, id in ipairs(order) do
   local key = pre .. 'P:' .. id
   local v = redis.call('HMGET', key, 'a', 'c', 'ema', 'last', 'band', 'sub')
   local a, c = tonumber(v[1]) + g[1], tonumber(v[2]) + g[2]
+  local t = redis.call('HGET', pre .. 'T', id)
+  local ta, tc = tonumber(v[1]), tonumber(v[2])  -- no T entry: unseen, or recorded before T existed
+  if t then ta, tc = t:match('(%S+) (%S+)') end
+  if step > tonumber(v[4]) then ta, tc = ta * tdecay, tc * tdecay end
   local rate = g[2] / g[1]
   local ema = tonumber(v[3])
   if ema == nil then ema = rate else ema = (1 - decay) * ema + decay * rate end
@@ -85,6 +92,7 @@ for _, id in ipairs(order) do
   redis.call('HINCRBY', pre .. 'M', 'a:' .. v[6], g[1])
   redis.call('HINCRBY', pre .. 'M', 'c:' .. v[6], g[2])
   redis.call('HSET', key, 'a', a, 'c', c, 'ema', string.format('%.6f', ema), 'last', last, 'band', nb)
+  if nb ~= 'x' then redis.call('HSET', pre .. 'T', id, string.format('%.6g %.6g', ta + g[1], tc + g[2])) end
   if nb ~= v[5] then redis.call('SMOVE', pre .. 'B:' .. v[5], pre .. 'B:' .. nb, id) end
   if g[1] >= 2 then
     ng = ng + 1
@@ -150,6 +158,19 @@ for i = 1, nb do
 end
 return out
 
+--- @pool
+-- ARGV: pre. Every problem not dropped, as a few long strings (a reply of one string per problem would cost
+-- the client more than the server's whole scan): {T, sub1, ids1, a1, c1, sub2, ...}, where T is the T hash
+-- joined by newlines (id, 'ta tc', id, ...) and idsK the unseen problems of subdomain K joined by newlines,
+-- aK/cK the subdomain's attempts and correct.
+local out = {table.concat(redis.call('HGETALL', pre .. 'T'), '\n')}
+for _, sub in ipairs(redis.call('SMEMBERS', pre .. 'S')) do
+  local m = redis.call('HMGET', pre .. 'M', 'a:' .. sub, 'c:' .. sub)
+  local ids = table.concat(redis.call('SMEMBERS', pre .. 'B:u:' .. sub), '\n')
+  for _, x in ipairs({sub, ids, m[1] or '0', m[2] or '0'}) do out[#out + 1] = x end
+end
+return out
+
 --- @prefilter
 -- ARGV: pre. Moves parked problems (raw rate exactly 0 or 1 after min_attempts) to the dropped band x.
 local moved = 0
@@ -157,6 +178,7 @@ for _, b in ipairs({'p0', 'p1'}) do
   for _, id in ipairs(redis.call('SMEMBERS', pre .. 'B:' .. b)) do
     redis.call('SMOVE', pre .. 'B:' .. b, pre .. 'B:x', id)
     redis.call('HSET', pre .. 'P:' .. id, 'band', 'x')
+    redis.call('HDEL', pre .. 'T', id)
     moved = moved + 1
   end
 end
@@ -186,6 +208,7 @@ for i = 7, #ARGV, 7 do
     redis.call('HINCRBY', meta, 'c:' .. sub, c - tonumber(cur[3] or '0'))
     redis.call('SADD', pre .. 'S', sub)
     redis.call('HSET', key, 'a', a, 'c', c, 'ema', ARGV[i + 4], 'last', ARGV[i + 5], 'sub', ARGV[i + 1], 'band', nb)
+    if nb == 'x' or a == 0 then redis.call('HDEL', pre .. 'T', id) else redis.call('HSET', pre .. 'T', id, a .. ' ' .. c) end
     if old then redis.call('SREM', pre .. 'B:' .. old, id) end
     redis.call('SADD', pre .. 'B:' .. nb, id)
     written = written + 1

@@ -6,7 +6,9 @@ parked at 0/1, dropped, or one of `bands` bins of the Beta-smoothed p-hat), so `
 weight x count and members with SRANDMEMBER in one server-side script: no scan of the problem set per batch.
 An unseen problem is weighted by its subdomain's pass rate so far (the cell prior), so a short run, which
 sees most problems once or never, still steers away from subdomains the policy always or never solves.
-The scripts are in scheduler.lua.
+sampler=thompson instead draws a pass rate from each problem's Beta posterior (counts decayed per step, so old
+evidence fades as the policy changes) and takes the n draws nearest 0.5 (MoPPS). The scripts are in
+scheduler.lua.
 """
 
 from __future__ import annotations
@@ -49,6 +51,13 @@ class SchedulerConfig:
     namespace: str | None = cfg(None, "name of the run's state in Redis; unset = the run directory's name (a new "
                                       "run starts fresh). Runs sharing a namespace on one Redis (e.g. the one "
                                       "`ssp cluster up` started) share pass rates")
+    sampler: Literal["bands", "thompson"] = cfg(
+        "bands", "how sample() picks: bands = draw pass-rate bands by weight x count (explore, unseen_weight, "
+        "reprobe apply); thompson = draw p~Beta posterior per problem and take the n with the highest priority(p) "
+        "(MoPPS); parked problems stay eligible, dropped ones do not")
+    thompson_decay: float = cfg(
+        0.8, "thompson: a problem's earlier counts are multiplied by this at each new step it is recorded in, "
+        "so old evidence fades as the policy changes; 1 = no decay", gt=0, le=1)
     priority: Literal["mgpo", "p1mp", "uniform"] = cfg(
         "mgpo", "sampling weight: mgpo=exp(-lam*KL(Bern(p)||Bern(.5))), p1mp=4p(1-p), uniform")
     lam: float = cfg(6.0, "lambda of the mgpo sampling priority", ge=0)
@@ -118,6 +127,15 @@ def unseen_weight(c: SchedulerConfig, attempts: int, correct: int) -> float:
     if c.cell_prior_attempts <= 0 or attempts < c.cell_prior_attempts:
         return c.unseen_weight
     return c.unseen_weight * priority(p_hat(c, attempts, correct), c.priority, c.lam)
+
+
+def unseen_prior(c: SchedulerConfig, attempts: int, correct: int) -> tuple[float, float]:
+    """Beta prior of an unseen problem whose subdomain has `attempts` so far (thompson's cell prior): centred on
+    the subdomain's p-hat with strength alpha+beta once it has cell_prior_attempts, else (alpha, beta)."""
+    if c.cell_prior_attempts <= 0 or attempts < c.cell_prior_attempts:
+        return c.alpha, c.beta
+    p = p_hat(c, attempts, correct)
+    return (c.alpha + c.beta) * p, (c.alpha + c.beta) * (1 - p)
 
 
 def dataset_fingerprint(ids: Iterable[str]) -> str:
@@ -245,6 +263,8 @@ class ProblemScheduler:
     def register(self, problems: Iterable[Any], fingerprint: str | None = None, chunk: int = 5000) -> int:
         """Add problems (objects with .id/.subdomain or dicts); returns how many were new."""
         rows = [_problem_fields(p) for p in problems]
+        if bad := [i for i, _ in rows if "\n" in i]:  # the pool script joins ids with newlines
+            raise ValueError(f"scheduler: problem ids must not contain a newline, got {bad[0]!r}")
         self.fingerprint = fingerprint or dataset_fingerprint(i for i, _ in rows)
         self._call(lambda: self.client.sadd(self._datasets_key(), self.fingerprint))
         new = 0
@@ -255,7 +275,8 @@ class ProblemScheduler:
 
     def _record_args(self, step: int, results: Iterable[Any]) -> list[Any]:
         c = self.config
-        args: list[Any] = [int(step), c.bands, c.alpha, c.beta, c.min_attempts, c.ema_decay, c.dedupe_ttl_s]
+        args: list[Any] = [int(step), c.bands, c.alpha, c.beta, c.min_attempts, c.ema_decay, c.dedupe_ttl_s,
+                           c.thompson_decay]
         for r in results:
             pid, idx, ok = _as_triple(r)
             args += [pid, idx, int(ok)]
@@ -279,18 +300,59 @@ class ProblemScheduler:
                rng: np.random.Generator | None = None) -> list[str]:
         """n distinct problem ids drawn by the configured priority.
 
-        The band allocation is seeded by rng, else seed, else (config.seed, step); the member picked within
-        a band comes from the server's SRANDMEMBER. Raises ValueError if fewer than n are eligible."""
+        Seeded by rng, else seed, else (config.seed, step). bands: the band allocation is seeded, the member
+        picked within a band comes from the server's SRANDMEMBER; thompson: see _thompson (fully seeded).
+        Raises ValueError if fewer than n are eligible."""
         if rng is None:
             rng = np.random.default_rng(seed if seed is not None else
                                         None if step is None else (self.config.seed, step))
         c = self.config
+        if c.sampler == "thompson":
+            return self._thompson(n, rng)
         cells = self.cells()
         names = [f"u:{sub}" for sub in cells] + band_names(c.bands)
         weights = [unseen_weight(c, a, k) for a, k in cells.values()] + band_weights(c)
         first = int(c.explore == "first" and c.priority != "uniform")
         args = [n, first, len(names), *names, *weights, *rng.random(n).tolist()]
         return list(self._call(lambda: self._run("sample", args)))
+
+    def _thompson(self, n: int, rng: np.random.Generator) -> list[str]:
+        """MoPPS: draw p~Beta(posterior) for every problem not dropped, return the n with the highest priority(p).
+
+        mgpo and p1mp are both symmetric and decreasing in |p - 0.5|, so the n closest to 0.5 are taken;
+        priority=uniform draws n uniformly. Cost: one round trip (posteriors) plus O(pool) numpy."""
+        ids, al, be = self.posteriors()
+        if len(ids) < n:
+            raise ValueError(f"scheduler: asked for {n} distinct problems but only {len(ids)} are eligible "
+                             "(dropped ones excluded); lower the batch size")
+        if self.config.priority == "uniform":
+            pick = rng.choice(len(ids), n, replace=False)
+        else:
+            pick = np.argsort(np.abs(rng.beta(al, be) - 0.5), kind="stable")[:n]
+        return [ids[i] for i in pick]
+
+    def posteriors(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """Ids (sorted) and Beta posteriors (alpha + tc, beta + ta - tc) of every problem not dropped, with ta/tc
+        the decayed counts; unseen problems get unseen_prior(their subdomain's counts).
+
+        One round trip (the pool script in scheduler.lua: an HGETALL and an SMEMBERS per subdomain, joined into
+        a few strings), then O(pool) splitting, numpy and a sort by id (for reproducibility) here. The whole
+        sample() measured on 2 busy cores: ~20 ms at 10k problems, ~0.3-0.5 s at 100k (mostly the reply and
+        the sort)."""
+        c = self.config
+        reply = self._call(lambda: self._run("pool", []))
+        seen = reply[0].split("\n") if reply[0] else []
+        ids = seen[0::2]
+        counts = np.array(" ".join(seen[1::2]).split(), dtype=float).reshape(-1, 2)
+        al, be = [c.alpha + counts[:, 1]], [c.beta + counts[:, 0] - counts[:, 1]]
+        for i in range(1, len(reply), 4):
+            members = reply[i + 1].split("\n") if reply[i + 1] else []
+            a0, b0 = unseen_prior(c, int(reply[i + 2]), int(reply[i + 3]))
+            ids += members
+            al.append(np.full(len(members), a0))
+            be.append(np.full(len(members), b0))
+        order = sorted(range(len(ids)), key=ids.__getitem__)
+        return [ids[i] for i in order], np.concatenate(al)[order], np.concatenate(be)[order]
 
     def cells(self) -> dict[str, tuple[int, int]]:
         """(attempts, correct) so far per registered subdomain."""

@@ -36,16 +36,20 @@ def record_many(sched: ProblemScheduler, batches: Iterable[tuple[int, Iterable[A
 
 
 def simulate(sched: ProblemScheduler, true_p: dict[str, float], steps: int, batch: int, group: int = 8,
-             seed: int = 0) -> dict[str, float]:
+             seed: int = 0, drift: float = 0.0) -> dict[str, float]:
     """Train-loop stand-in: sample, draw `group` Bernoulli(true p) outcomes per problem, record; repeat.
 
+    `drift`: a learning policy; at step t every true p is sigmoid(logit(p) + drift * t).
     Returns the zero-advantage group share and the mean |true p - 0.5| of the sampled problems."""
     rng = np.random.default_rng(seed)
+    with np.errstate(divide="ignore"):
+        logit = {pid: float(np.log(p) - np.log1p(-p)) for pid, p in true_p.items()}
     dist = []
     for step in range(steps):
         ids = sched.sample(batch, step=step, rng=rng)
-        wins = rng.random((len(ids), group)) < np.array([true_p[i] for i in ids])[:, None]
+        p = 1 / (1 + np.exp(-(np.array([logit[i] for i in ids]) + drift * step)))
+        wins = rng.random((len(ids), group)) < p[:, None]
         sched.record(step, [(pid, g, bool(wins[k, g])) for k, pid in enumerate(ids) for g in range(group)])
-        dist += [abs(true_p[i] - 0.5) for i in ids]
+        dist += np.abs(p - 0.5).tolist()
     s = sched.stats()
     return {"zero_adv_frac": s["zero_adv_frac"], "mean_dist_from_half": float(np.mean(dist))}

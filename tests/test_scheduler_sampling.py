@@ -1,4 +1,5 @@
-"""The priority sampler concentrates on p~0.5 and lowers the zero-advantage group share (simulated)."""
+"""The priority sampler concentrates on p~0.5 and lowers the zero-advantage group share (simulated); the
+thompson sampler lowers it further when the policy learns."""
 
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ from cluster.scheduler import (
     SchedulerConfig,
     band_weights,
     priority,
+    unseen_prior,
     unseen_weight,
 )
 from cluster.scheduler_sim import simulate
+from ssp.config import ConfigError, load_config
+from ssp.tree import SSPConfig
 from trainer.metrics import kl_to_half
 
 
@@ -33,6 +37,10 @@ def test_priorities_by_hand():
     w = band_weights(SchedulerConfig(bands=10, lam=6.0, reprobe=0.02))
     assert w[:3] == [0.02, 0.02, 0.0] and math.isclose(w[3 + 4], w[3 + 5]) and math.isclose(w[3 + 5], max(w[3:]))
     assert band_weights(SchedulerConfig(priority="uniform"))[3:] == [1.0] * 10
+    c = SchedulerConfig(alpha=1.0, beta=1.0, cell_prior_attempts=64)
+    assert unseen_prior(c, 63, 0) == (1.0, 1.0)
+    a0, b0 = unseen_prior(c, 80, 0)  # subdomain p^ = 1/82, strength alpha+beta = 2
+    assert math.isclose(a0, 2 / 82) and math.isclose(b0, 2 * 81 / 82)
 
 
 def test_band_frequencies_follow_weight_times_count(server):
@@ -83,7 +91,8 @@ def test_unseen_problems_take_their_subdomains_pass_rate(server):
     assert abs(shares[0] - 0.5) < 0.05, shares  # off: every unseen problem weighs unseen_weight
 
 
-def test_cell_prior_lowers_zero_advantage_when_problems_are_seen_once(server):
+@pytest.mark.parametrize("sampler", ["bands", "thompson"])
+def test_cell_prior_lowers_zero_advantage_when_problems_are_seen_once(server, sampler):
     """A short run sees most problems once: per-problem estimates are all prior, the subdomain's is not."""
     rng = np.random.default_rng(0)
     subs = {"s0": 0.02, "s1": 0.05, "s2": 0.1, "s3": 0.5, "s4": 0.97}
@@ -91,8 +100,78 @@ def test_cell_prior_lowers_zero_advantage_when_problems_are_seen_once(server):
     true_p = {pid: float(np.clip(subs[sub] + rng.normal(0, 0.03), 0, 1)) for pid, sub in ids.items()}
     zero = {}
     for attempts in (0, 64):
-        s = ProblemScheduler(server.url, f"cells-sim-{attempts}", SchedulerConfig(cell_prior_attempts=attempts))
+        s = ProblemScheduler(server.url, f"cells-sim-{sampler}-{attempts}",
+                             SchedulerConfig(sampler=sampler, cell_prior_attempts=attempts))
         s.register([{"id": pid, "subdomain": sub} for pid, sub in ids.items()])
         zero[attempts] = simulate(s, true_p, steps=20, batch=64, group=8, seed=1)["zero_adv_frac"]
-    print("zero-advantage share, cell prior off/on:", zero)
+    print(f"zero-advantage share ({sampler}), cell prior off/on:", zero)
     assert zero[64] < zero[0] - 0.2, zero
+
+
+def test_thompson_beats_bands_when_the_policy_learns(server):
+    """True pass rates drift up (+4 in logit over the run, like a learning policy): a per-problem posterior,
+    with old evidence decayed, keeps finding the problems now near 0.5; band weights of stale p-hats don't."""
+    rng = np.random.default_rng(0)
+    ids = [f"p{i}" for i in range(2000)]
+    true_p = {pid: float(p) for pid, p in zip(ids, rng.beta(0.5, 0.5, size=len(ids)))}
+    zero = {}
+    for name, kw in (("bands", {}), ("thompson-nodecay", {"sampler": "thompson", "thompson_decay": 1.0}),
+                     ("thompson", {"sampler": "thompson"})):
+        s = ProblemScheduler(server.url, f"drift-{name}", SchedulerConfig(**kw))
+        s.register([{"id": pid, "subdomain": ""} for pid in ids])
+        zero[name] = simulate(s, true_p, steps=100, batch=256, group=8, seed=1, drift=0.04)["zero_adv_frac"]
+    print("zero-advantage share G=8, drifting policy:", {k: round(v, 3) for k, v in zero.items()})
+    assert zero["thompson"] < 0.20 and zero["bands"] > zero["thompson"] + 0.08, zero
+    assert zero["thompson"] < zero["thompson-nodecay"] - 0.01, zero
+
+
+def _thompson_run(server, run: str, n: int = 200, **kw) -> ProblemScheduler:
+    s = ProblemScheduler(server.url, run, SchedulerConfig(sampler="thompson", **kw))
+    s.register([{"id": f"q{i}", "subdomain": "alg"} for i in range(n)])
+    return s
+
+
+def test_decayed_counts_and_posteriors(server):
+    s = _thompson_run(server, "decay", n=3, thompson_decay=0.5, cell_prior_attempts=16)
+    s.record(0, [("q0", g, g < 6) for g in range(8)])
+    s.record(1, [("q0", g, g < 2) for g in range(4)])
+    s.record(1, [("q0", g, g < 2) for g in range(4, 8)])  # same step, second part: no second decay
+    assert s.client.hget(s._prefix() + "P:q0", "a") == "16"   # raw counts intact
+    assert s.client.hget(s._prefix() + "T", "q0") == "12 5"   # 8 * 0.5 + 8, 6 * 0.5 + 2
+    ids, al, be = s.posteriors()
+    assert ids == ["q0", "q1", "q2"]
+    assert (al[0], be[0]) == (1 + 5, 1 + 7)
+    assert np.allclose([al[1], be[1]], [2 * 9 / 18, 2 * 9 / 18])  # unseen: the subdomain's 8/16, strength 2
+
+
+def test_thompson_is_reproducible_per_seed_and_step(server):
+    s = _thompson_run(server, "repro")
+    s.record(0, [(f"q{i}", g, g < i % 9) for i in range(0, 200, 2) for g in range(8)])
+    a = s.sample(32, step=5)
+    assert len(set(a)) == 32
+    assert ProblemScheduler(server.url, "repro", s.config).sample(32, step=5) == a
+    assert s.sample(32, step=6) != a
+    uniform = _thompson_run(server, "repro-uniform", priority="uniform")
+    assert uniform.sample(32, step=5) == uniform.sample(32, step=5) != uniform.sample(32, step=6)
+
+
+def test_thompson_reprobes_parked_and_never_returns_dropped(server):
+    s = _thompson_run(server, "drop", n=20, min_attempts=8)
+    # q0..q9 parked at 0/8, q10..q19 at 4/8
+    s.record(0, [(f"q{i}", g, i >= 10 and g < 4) for i in range(20) for g in range(8)])
+    picks = [pid for k in range(200) for pid in s.sample(5, step=k)]
+    parked = sum(int(pid[1:]) < 10 for pid in picks)
+    assert 0 < parked < 0.1 * len(picks), parked  # re-probed by the posterior, rarely
+    assert s.prefilter() == 10
+    assert all(int(pid[1:]) >= 10 for k in range(200) for pid in s.sample(5, step=k))
+    with pytest.raises(ValueError, match="only 10 are eligible"):
+        s.sample(11, step=0)
+
+
+def test_sampler_choice_is_checked_at_load():
+    conf = load_config(SSPConfig, None, ["scheduler.sampler=thompson", "scheduler.thompson_decay=0.5"])
+    assert (conf.scheduler.sampler, conf.scheduler.thompson_decay) == ("thompson", 0.5)
+    with pytest.raises(ConfigError, match=r"'scheduler\.sampler': must be one of \['bands', 'thompson'\]"):
+        load_config(SSPConfig, None, ["scheduler.sampler=ucb"])
+    with pytest.raises(ConfigError, match=r"'scheduler\.thompson_decay': must be > 0 and <= 1"):
+        load_config(SSPConfig, None, ["scheduler.thompson_decay=0"])
