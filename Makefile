@@ -1,4 +1,5 @@
 # ssp-rl. Two commands on a fresh clone: `make demo` and `make test` (each installs first).
+SHELL := /bin/bash
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
@@ -21,8 +22,15 @@ DEMO_DIR ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
 demo: $(STAMP)
 	$(VENV)/bin/ssp pipeline --config configs/tiny-cpu.yaml run_dir=$(DEMO_DIR)
 
+# Issue 18's figures, each benchmark side by side in one run (about 2.5 hours on the 2-core CPU box; finished
+# runs under runs/bench-* are reused). Ends with one JSON line. The other benchmarks: python benchmarks/X.py.
+BENCH_LOGS := runs/bench-logs
 bench: $(STAMP)
-	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	$(VENV)/bin/pip install -q -e ".[bench]"
+	@mkdir -p $(BENCH_LOGS)
+	@set -o pipefail; for b in rollout pipeline vs_trl rl_compare; do echo "== benchmarks/$$b.py"; \
+	  $(PY) benchmarks/$$b.py 2>&1 | tee $(BENCH_LOGS)/$$b.log || exit 1; done
+	@$(PY) benchmarks/headline.py $(BENCH_LOGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -34,7 +34,8 @@ import time
 from pathlib import Path
 
 CONFIG = "configs/tiny-cpu.yaml"
-ARMS = {"ssp": [], "ssp-async": ["rl.mode=async", "rl.max_staleness=2"], "trl": None}
+ARMS = {"ssp": [], "ssp-async": ["rl.mode=async", "rl.max_staleness=2"], "trl": None,
+        "ssp-bands": ["scheduler.sampler=bands"]}  # the scheduler before thompson (not run by default)
 GAINS = (0.05, 0.10)
 
 

@@ -20,7 +20,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -55,6 +55,10 @@ class SchedulerConfig:
         "bands", "how sample() picks: bands = draw pass-rate bands by weight x count (explore, unseen_weight, "
         "reprobe apply); thompson = draw p~Beta posterior per problem and take the n with the highest priority(p) "
         "(MoPPS); parked problems stay eligible, dropped ones do not")
+    thompson_prior: Literal["fitted", "fixed"] = cfg(
+        "fitted", "thompson: every problem's Beta prior: fitted = fitted to the pass rates of the problems seen so "
+        "far (empirical Bayes; a pool of mostly always- or never-solved problems gets a U-shaped prior, so one "
+        "0/8 group already rules a problem out; alpha, beta until 32 problems are seen) | fixed = (alpha, beta)")
     thompson_decay: float = cfg(
         0.8, "thompson: a problem's earlier counts are multiplied by this at each new step it is recorded in, "
         "so old evidence fades as the policy changes; 1 = no decay", gt=0, le=1)
@@ -136,6 +140,22 @@ def unseen_prior(c: SchedulerConfig, attempts: int, correct: int) -> tuple[float
         return c.alpha, c.beta
     p = p_hat(c, attempts, correct)
     return (c.alpha + c.beta) * p, (c.alpha + c.beta) * (1 - p)
+
+
+def fit_prior(counts: np.ndarray, fallback: tuple[float, float], min_problems: int = 32) -> tuple[float, float]:
+    """Beta(a, b) fitted by moments to the pass rates of the problems in `counts` (rows: attempts, correct)
+    with attempts >= 2, the binomial noise of each rate taken out of the variance; `fallback` until
+    `min_problems` such problems exist or when all rates are 0 or all are 1."""
+    seen = counts[counts[:, 0] >= 2]
+    if len(seen) < min_problems:
+        return fallback
+    n, r = seen[:, 0], seen[:, 1] / seen[:, 0]
+    m = float(r.mean())
+    if not 0 < m < 1:
+        return fallback
+    var = float(r.var()) - float(np.mean(r * (1 - r) / (n - 1)))  # Var(rate) = Var(p) + E[p(1-p)/n]
+    strength = m * (1 - m) / min(max(var, 1e-6), m * (1 - m) * 0.99) - 1  # a + b
+    return m * strength, (1 - m) * strength
 
 
 def dataset_fingerprint(ids: Iterable[str]) -> str:
@@ -333,7 +353,8 @@ class ProblemScheduler:
 
     def posteriors(self) -> tuple[list[str], np.ndarray, np.ndarray]:
         """Ids (sorted) and Beta posteriors (alpha + tc, beta + ta - tc) of every problem not dropped, with ta/tc
-        the decayed counts; unseen problems get unseen_prior(their subdomain's counts).
+        the decayed counts and (alpha, beta) fitted to them (thompson_prior=fitted) or the configured ones;
+        unseen problems get unseen_prior(their subdomain's counts).
 
         One round trip (the pool script in scheduler.lua: an HGETALL and an SMEMBERS per subdomain, joined into
         a few strings), then O(pool) splitting, numpy and a sort by id (for reproducibility) here. The whole
@@ -344,6 +365,9 @@ class ProblemScheduler:
         seen = reply[0].split("\n") if reply[0] else []
         ids = seen[0::2]
         counts = np.array(" ".join(seen[1::2]).split(), dtype=float).reshape(-1, 2)
+        if c.thompson_prior == "fitted":
+            a0, b0 = fit_prior(counts, (c.alpha, c.beta))
+            c = replace(c, alpha=a0, beta=b0)
         al, be = [c.alpha + counts[:, 1]], [c.beta + counts[:, 0] - counts[:, 1]]
         for i in range(1, len(reply), 4):
             members = reply[i + 1].split("\n") if reply[i + 1] else []
