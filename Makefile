@@ -28,8 +28,10 @@ BENCH_LOGS := runs/bench-logs
 bench: $(STAMP)
 	$(VENV)/bin/pip install -q -e ".[bench]"
 	@mkdir -p $(BENCH_LOGS)
-	@set -o pipefail; for b in rollout pipeline vs_trl rl_compare; do echo "== benchmarks/$$b.py"; \
-	  $(PY) benchmarks/$$b.py 2>&1 | tee $(BENCH_LOGS)/$$b.log || exit 1; done
+	set -o pipefail; $(PY) benchmarks/rollout.py 2>&1 | tee $(BENCH_LOGS)/rollout.log
+	set -o pipefail; $(PY) benchmarks/pipeline.py --steps 15 --rounds 2 2>&1 | tee $(BENCH_LOGS)/pipeline.log
+	set -o pipefail; $(PY) benchmarks/vs_trl.py --steps 80 2>&1 | tee $(BENCH_LOGS)/vs_trl.log
+	set -o pipefail; $(PY) benchmarks/rl_compare.py --seeds 3 --steps 30 --sft-step 300 2>&1 | tee $(BENCH_LOGS)/rl_compare.log
 	@$(PY) benchmarks/headline.py $(BENCH_LOGS)
 
 lint: $(STAMP)

@@ -35,7 +35,7 @@ class LossConfig:
     entropy_coef: float = cfg(0.0, "entropy bonus coefficient (loss -= coef * entropy)", ge=0)
     is_correction: Literal["auto", CORRECTION_NAMES] = cfg(
         "auto", "train/inference mismatch correction on r = pi_old_learner/pi_rollout per token: tis (weight "
-        "min(r, tis_cap)) | icepop (drop tokens with r outside [icepop_low, icepop_high]) | off | auto (tis "
+        "min(r, tis_cap)) | icepop (weight r, 0 outside [icepop_low, icepop_high]) | off | auto (tis "
         "when rl.mode generates ahead of the learner: one-step-off, async; off in sync)")
     tis_cap: float = cfg(2.0, "truncated importance sampling cap C (is_correction=tis)", gt=0)
     icepop_low: float = cfg(0.5, "ICEPOP: tokens with r below this get no gradient", gt=0)

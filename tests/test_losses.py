@@ -127,11 +127,11 @@ ROLL = torch.tensor([[math.log(1 / 3)] * 3, [math.log(2.0)] * 3])
 
 
 @pytest.mark.parametrize("conf,value,is_frac", [
-    (dict(is_correction="tis", tis_cap=2.0), (2 * -2.28 + 0.5 * 2.9) / 5, 1.0),  # seq0 capped at 2, seq1 x 0.5
-    (dict(is_correction="tis", tis_cap=5.0), (3 * -2.28 + 0.5 * 2.9) / 5, 1.0),
-    (dict(is_correction="icepop", icepop_low=0.6), -2.28 / 5, 3 / 5),  # seq1 (r = 0.5 < 0.6) dropped
-    (dict(is_correction="icepop", icepop_high=2.5), 2.9 / 5, 2 / 5),  # seq0 (r = 3 > 2.5) dropped
-    (dict(is_correction="icepop"), 0.124, 0.0),  # both inside [0.5, 5]
+    (dict(is_correction="tis", tis_cap=2.0), (2 * -2.28 + 0.5 * 2.9) / 5, 2 / 5),  # seq0 capped at 2, seq1 x 0.5
+    (dict(is_correction="tis", tis_cap=5.0), (3 * -2.28 + 0.5 * 2.9) / 5, 0.0),
+    (dict(is_correction="icepop", icepop_low=0.6), 3 * -2.28 / 5, 3 / 5),  # seq1 (r = 0.5 < 0.6) dropped
+    (dict(is_correction="icepop", icepop_high=2.5), 0.5 * 2.9 / 5, 2 / 5),  # seq0 (r = 3 > 2.5) dropped
+    (dict(is_correction="icepop"), (3 * -2.28 + 0.5 * 2.9) / 5, 0.0),  # both inside [0.5, 5]: plain IS
     (dict(is_correction="off"), 0.124, 0.0),
     (dict(), 0.124, 0.0),  # auto outside the RL loop = off (the loop resolves it for rl.mode)
 ])

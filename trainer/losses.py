@@ -124,7 +124,7 @@ KL_ESTIMATORS: dict[str, Callable[[Tensor], Tensor]] = {
 CORRECTIONS: dict[str, Callable[[Tensor, LossConfig], Tensor]] = {
     "off": lambda r, c: torch.ones_like(r),
     "tis": lambda r, c: r.clamp(max=c.tis_cap),  # truncated importance sampling
-    "icepop": lambda r, c: ((r >= c.icepop_low) & (r <= c.icepop_high)).to(r.dtype),  # mask tokens out of band
+    "icepop": lambda r, c: r * ((r >= c.icepop_low) & (r <= c.icepop_high)),  # IS weight, 0 outside the band
 }
 
 
@@ -151,9 +151,10 @@ def policy_loss(logp: Tensor, old_logp: Tensor, adv: Tensor, weights: Tensor, c:
     pg_clipped = -a * ratio.clamp(1 - c.clip_low, 1 + c.clip_high)
     per_token = torch.maximum(pg_unclipped, pg_clipped)
     correction = correction_name(c)  # the RL loop resolves auto before the learner starts
-    factor = torch.ones_like(per_token)
+    factor = ratio_is = torch.ones_like(per_token)
     if correction != "off" and rollout_logp is not None:
-        factor = CORRECTIONS[correction](torch.exp(old_logp - rollout_logp).detach(), c)
+        ratio_is = torch.exp(old_logp - rollout_logp).detach()
+        factor = CORRECTIONS[correction](ratio_is, c)
         per_token = per_token * factor
     if c.kl_coef and ref_logp is not None:
         per_token = per_token + c.kl_coef * KL_ESTIMATORS[c.kl_estimator](logp - ref_logp)
@@ -167,7 +168,7 @@ def policy_loss(logp: Tensor, old_logp: Tensor, adv: Tensor, weights: Tensor, c:
             "clip_frac": ((pg_clipped > pg_unclipped) & mask).sum().item() / n.item(),
             "approx_kl": (0.5 * (logp - old_logp) ** 2 * mask).sum().item() / n.item(),
             "entropy": (entropy * mask).sum().item() / n.item() if entropy is not None else 0.0,
-            "is_frac": ((factor != 1) & mask).sum().item() / n.item(),
+            "is_frac": ((factor != ratio_is) & mask).sum().item() / n.item(),  # capped (tis) or dropped (icepop)
             "tokens": float(mask.sum().item()),
         }
     return loss, metrics

@@ -15,7 +15,7 @@ STEP_METRICS = {
     "entropy": "mean token entropy of the policy",
     "clip_frac": "share of tokens with a clipped ratio",
     "approx_kl": "approx KL(pi_old || pi)",
-    "is_frac": "share of tokens whose train/inference correction changed their weight (TIS capped, ICEPOP dropped)",
+    "is_frac": "share of tokens the train/inference correction capped (TIS) or dropped (ICEPOP)",
     "loss": "policy loss",
     "len_mean": "mean response length (tokens)",
     "len_max": "max response length (tokens)",
