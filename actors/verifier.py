@@ -61,6 +61,12 @@ def _outcome(res: Result) -> str:
     return "correct" if res.reward > 0 else "wrong"
 
 
+def make_sandbox(c: VerifierConfig, slots: int) -> Sandbox:
+    """The code sandbox with `verifier.*`'s limits and `slots` concurrent runs."""
+    limits = SandboxLimits(c.code_timeout_s, c.memory_mb, c.max_output_bytes, c.nproc, c.nofile, c.scratch_mb, c.cpus)
+    return Sandbox(limits, allow_weak_isolation=c.allow_weak_isolation, slots=slots, uid_base=c.uid_base)
+
+
 @ray.remote
 class VerifierActor:
     """Thin actor: one MathChecker helper and one sandbox uid slot per concurrent thread."""
@@ -69,10 +75,7 @@ class VerifierActor:
         import queue
 
         c = config
-        limits = SandboxLimits(c.code_timeout_s, c.memory_mb, c.max_output_bytes, c.nproc, c.nofile, c.scratch_mb,
-                               c.cpus)
-        self.sandbox = Sandbox(limits, allow_weak_isolation=c.allow_weak_isolation, slots=c.max_concurrency,
-                               uid_base=c.uid_base)
+        self.sandbox = make_sandbox(c, c.max_concurrency)
         self.checkers: queue.Queue[MathChecker] = queue.Queue()
         for _ in range(c.max_concurrency):
             self.checkers.put(MathChecker(c.math_timeout_s, c.math_memory_mb))

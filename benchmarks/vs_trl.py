@@ -79,12 +79,10 @@ class InProcessVerifier:
         import queue
         from concurrent.futures import ThreadPoolExecutor
 
-        from actors.sandbox import Sandbox, SandboxLimits
+        from actors.verifier import make_sandbox
         from trainer.rewards import MathChecker
 
-        limits = SandboxLimits(c.code_timeout_s, c.memory_mb, c.max_output_bytes, c.nproc, c.nofile, c.scratch_mb,
-                               c.cpus)
-        self.sandbox = Sandbox(limits, allow_weak_isolation=c.allow_weak_isolation, slots=threads, uid_base=c.uid_base)
+        self.sandbox = make_sandbox(c, threads)
         self.checkers = queue.Queue()
         for _ in range(threads):
             self.checkers.put(MathChecker(c.math_timeout_s, c.math_memory_mb))
