@@ -25,6 +25,8 @@ from actors.train_engine import TrainEngine, lr_lambda, plan_micro_batches, toke
 from cluster.env import learner_env
 from trainer.losses import group_advantages, policy_loss, token_weights
 
+TOKEN_METRICS = ("clip_frac", "approx_kl", "entropy", "is_frac")  # token-weighted sums, ranks -> driver
+
 
 @dataclass
 class Batch:
@@ -132,7 +134,7 @@ class LearnerWorker:
                                         rollout_logp=m["rollout_logp"], entropy=ent)
                 eng.backward(loss)
                 sums["loss"] = sums.get("loss", 0.0) + loss.item() / c.ppo_epochs
-                for k in ("clip_frac", "approx_kl", "entropy", "is_frac"):
+                for k in TOKEN_METRICS:
                     sums[k] = sums.get(k, 0.0) + met[k] * met["tokens"] / c.ppo_epochs
                 sums["tokens"] = sums.get("tokens", 0.0) + met["tokens"] / c.ppo_epochs
             sums.update(eng.step())
@@ -216,8 +218,8 @@ class LearnerGroup:
                                "adv_abs_mean": b.advantages.abs().mean().item(),
                                "weight_version_min": float(min(s["weight_version"] for s in samples))}
         if not b.keep:  # nothing to learn from: no optimizer step, the lr stays where it was
-            return {**m, "loss": 0.0, "tokens": 0.0, "grad_norm": 0.0, "entropy": 0.0, "clip_frac": 0.0,
-                    "approx_kl": 0.0, "is_frac": 0.0, "stepped": 0.0, "lr": self.lr}
+            return {**m, "loss": 0.0, "tokens": 0.0, "grad_norm": 0.0, **dict.fromkeys(TOKEN_METRICS, 0.0),
+                    "stepped": 0.0, "lr": self.lr}
         plan = plan_micro_batches(lengths, b.keep, self.c.micro_batch_tokens, len(self.workers))
         ref = ray.put(b)
         parts = gather([w.train.remote(ref, p) for w, p in zip(self.workers, plan)])
@@ -225,7 +227,7 @@ class LearnerGroup:
         self.lr = parts[0]["lr"]
         m.update(loss=sum(p["loss"] for p in parts), tokens=tokens, grad_norm=parts[0]["grad_norm"],
                  lr=self.lr, stepped=1.0)
-        for k in ("clip_frac", "approx_kl", "entropy", "is_frac"):
+        for k in TOKEN_METRICS:
             m[k] = sum(p[k] for p in parts) / max(tokens, 1.0)
         return m
 
