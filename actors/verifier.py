@@ -13,7 +13,7 @@ import json
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,8 @@ from actors.sandbox import Sandbox, SandboxLimits
 from cluster.telemetry import metric
 from ssp.config import ConfigError, cfg, load_config
 from trainer.data import iter_jsonl
-from trainer.rewards import MathChecker, Result, VerifyRequest
+from trainer.graders import lcb_extract_code
+from trainer.rewards import MathChecker, Result, VerifyRequest, extract_code
 
 __all__ = ["VerifierConfig", "VerifierPool", "VerifierActor", "VerifyRequest", "Result", "register_cli"]
 
@@ -51,6 +52,10 @@ class VerifierConfig:
     uid_base: int = cfg(62000, "sandbox uids are reserved host-wide from here up (one per slot, when root; "
                                "uids of accounts and of /etc/subuid ranges are skipped)", ge=1000)
     allow_weak_isolation: bool = cfg(False, "run even if bwrap/user namespaces/seccomp are missing")
+    reuse_verdicts: bool = cfg(True, "a code response whose extracted program was already judged against the same "
+                                     "tests (in this batch or the last `reuse_cache` ones) takes that verdict instead "
+                                     "of another sandboxed run; timeouts, memory kills and errors are never reused")
+    reuse_cache: int = cfg(4096, "programs remembered for reuse_verdicts", ge=0)
 
 
 def _outcome(res: Result) -> str:
@@ -148,6 +153,20 @@ def as_request(item: VerifyRequest | dict[str, Any]) -> VerifyRequest:
                          item.get("grader", ""))
 
 
+# Verdicts that depend on the program and the tests alone. Not reused: timeout and memory_limit (the machine's
+# load can decide them), verifier_error (the infrastructure's fault).
+REUSABLE = frozenset({"correct", "wrong_answer", "runtime_error", "syntax_error", "format_miss", "output_limit"})
+
+
+def program_key(req: VerifyRequest) -> str | None:
+    """What a code verdict depends on: the grader, the tests and the program the grader will extract (the same
+    extraction as grade_code). None for other kinds."""
+    if req.kind != "code":
+        return None
+    code = lcb_extract_code(req.response) if req.grader == "lcb" else extract_code(req.response)
+    return json.dumps([req.grader, req.tests, code], sort_keys=True, default=str)
+
+
 def chunks(reqs: list[VerifyRequest], cap: int, most: int = 8) -> list[list[int]]:
     """Item indexes grouped into units of work: math checks (milliseconds each, time-limited) in chunks that
     spread them over the `cap` slots, up to `most` per call, to save a Ray call per check; code checks (a
@@ -169,14 +188,52 @@ class VerifierPool:
         ray.get([a.ping.remote() for a in self.actors])  # surfaces IsolationError at start
         self.stats: Counter[str] = Counter()
         self.m_checks = metric("ssp_verifier_checks")  # checks lost with a crashed actor count as errors here
+        self.seen: OrderedDict[str, Result] = OrderedDict()  # program_key -> a reusable verdict (LRU)
+        self.lock = threading.Lock()  # verify() is called from several driver threads (rl.pipeline)
 
     def verify(self, batch: list[VerifyRequest | dict[str, Any]]) -> list[Result]:
+        """Results in input order. A code response whose program was judged already (verifier.reuse_verdicts)
+        gets a copy of that verdict, marked detail["reused"]; every other one is checked by `check`."""
+        reqs = [as_request(x) for x in batch]
+        if not self.config.reuse_verdicts:
+            return self.check(reqs)
+        keys = [program_key(r) for r in reqs]
+        out: list[Result | None] = [None] * len(reqs)
+        src: dict[int, Result] = {}  # item -> the verdict it takes (from an earlier batch or this batch's first)
+        first: dict[str, int] = {}  # key -> the item checked for it in this batch
+        with self.lock:
+            for i, k in enumerate(keys):
+                if k is not None and k in self.seen:
+                    self.seen.move_to_end(k)
+                    src[i] = self.seen[k]
+                elif k is not None:
+                    first.setdefault(k, i)
+        todo = [i for i, k in enumerate(keys) if i not in src and (k is None or first[k] == i)]
+        for i, res in zip(todo, self.check([reqs[i] for i in todo])):
+            out[i] = res
+            if keys[i] is not None and res.reason in REUSABLE:
+                with self.lock:
+                    self.seen[keys[i]] = res
+                    while len(self.seen) > self.config.reuse_cache:
+                        self.seen.popitem(last=False)
+        dups = [i for i, k in enumerate(keys) if out[i] is None and i not in src]
+        again = [i for i in dups if out[first[keys[i]]].reason not in REUSABLE]  # first run not conclusive
+        for i, res in zip(again, self.check([reqs[i] for i in again])):
+            out[i] = res
+        for i in dups:
+            if out[i] is None:
+                src[i] = out[first[keys[i]]]
+        for i, res in src.items():
+            out[i] = dataclasses.replace(res, id=reqs[i].id, elapsed=0.0, detail={**res.detail, "reused": True})
+        self.stats["reused"] += len(src)
+        return out
+
+    def check(self, reqs: list[VerifyRequest]) -> list[Result]:
         """Results in input order; at most num_workers * max_concurrency checks in flight.
 
         An actor whose call failed gets no new work until a `ping` to it (i.e. its restart) returns;
         a failed item is retried once on another actor when there is one.
         """
-        reqs = [as_request(x) for x in batch]
         results: list[Result | None] = [None] * len(reqs)
         failed_on: dict[int, int] = {}
         cap = len(self.actors) * self.config.max_concurrency

@@ -13,7 +13,8 @@ import pytest
 
 from actors.verifier import VerifierConfig, VerifierPool, register_cli
 
-SLOW = "```python\nimport time\ntime.sleep({s})\ndef f():\n    return 1\n```"
+# each item its own program ({i}), so that none takes another's verdict (verifier.reuse_verdicts)
+SLOW = "```python\nimport time\ntime.sleep({s})\ndef f():\n    return 1  # {i}\n```"
 
 
 def _items(n: int, sleep: float = 0.0) -> list[dict]:
@@ -22,7 +23,7 @@ def _items(n: int, sleep: float = 0.0) -> list[dict]:
         if i % 2:
             out.append({"id": f"m{i}", "kind": "math", "response": f"\\boxed{{{i}}}", "gold": str(i)})
         else:
-            out.append({"id": f"c{i}", "kind": "code", "response": SLOW.format(s=sleep),
+            out.append({"id": f"c{i}", "kind": "code", "response": SLOW.format(s=sleep, i=i),
                         "tests": {"asserts": ["assert f() == 1"]}})
     return out
 
@@ -59,7 +60,7 @@ def test_two_pools_with_default_settings_do_not_kill_each_others_programs(ray_cl
     a, b = VerifierPool(VerifierConfig()), VerifierPool(VerifierConfig())
     try:
         out: dict[str, list] = {}
-        batch = [{**x, "response": SLOW.format(s=1.0)} for x in _items(8) if x["kind"] == "code"]
+        batch = [{**x, "response": SLOW.format(s=1.0, i=x["id"])} for x in _items(8) if x["kind"] == "code"]
         threads = [threading.Thread(target=lambda k=k, p=p: out.__setitem__(k, p.verify(batch)))
                    for k, p in (("a", a), ("b", b))]
         for t in threads:
@@ -172,3 +173,32 @@ def test_metrics_counted_in_actor(pool):
     assert res[0].reason == "verifier_error" and "graders: ['code', 'math']" in res[0].detail["error"]
     # the first try's failure is retried (counted once, by the actor); the retry's result is final
     assert pool.stats["errors"] == before.get("errors", 0) + 1 and pool.stats["retries"] == before.get("retries", 0) + 1
+
+
+def test_identical_programs_reuse_one_verdict(pool):
+    """G samples of one problem often carry the same program: it runs once, the copies take its verdict, and an
+    inconclusive verdict (timeout) is never reused."""
+    tests = {"asserts": ["assert f(2) == 4"]}
+    good, bad, slow = "def f(x):\n    return x * 2", "def f(x):\n    return x + 3", "def f(x):\n    while True: pass"
+    say = ["Here it is:\n```python\n{}\n```", "```python\n{}\n```\nDone.", "Sure.\n```python\n{}\n```"]
+    batch = ([{"id": f"g{j}", "kind": "code", "response": say[j].format(good), "tests": tests} for j in range(3)]
+             + [{"id": f"b{j}", "kind": "code", "response": say[j].format(bad), "tests": tests} for j in range(2)]
+             + [{"id": f"s{j}", "kind": "code", "response": say[j].format(slow), "tests": tests} for j in range(2)]
+             + [{"id": "other", "kind": "code", "response": say[0].format(good), "tests": {"asserts": ["assert f(1) == 3"]}}])
+    before = dict(pool.stats)
+    res = pool.verify(batch)
+    assert [r.id for r in res] == [b["id"] for b in batch]
+    assert [r.reason for r in res] == ["correct"] * 3 + ["wrong_answer"] * 2 + ["timeout"] * 2 + ["wrong_answer"]
+    assert [bool(r.detail.get("reused")) for r in res] == [False, True, True, False, True, False, False, False]
+    checked = pool.stats["requests"] - before.get("requests", 0)
+    assert checked == 5 and pool.stats["reused"] - before.get("reused", 0) == 3  # good, bad, slow twice, other
+    again = pool.verify([{**batch[0], "id": "later"}])  # a later batch: remembered
+    assert again[0].id == "later" and again[0].reward == 1.0 and again[0].detail["reused"]
+    assert pool.stats["requests"] - before.get("requests", 0) == 5
+    pool.config.reuse_verdicts = False
+    try:
+        off = pool.verify(batch[:5])
+    finally:
+        pool.config.reuse_verdicts = True
+    assert [r.reason for r in off] == [r.reason for r in res[:5]] and not any(r.detail.get("reused") for r in off)
+    assert pool.stats["requests"] - before.get("requests", 0) == 10
