@@ -4,6 +4,7 @@ scoring through the real verifier pool, and the CLI end to end on the tiny model
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -15,7 +16,7 @@ import pytest
 
 from trainer.data import DataError, Problem
 from trainer.graders import grade_vibethinker, hendrycks_normalize, last_box, lcb_extract_code
-from trainer.metrics import cons_at_n, pass_at_k, summarize
+from trainer.metrics import cons_at_n, pass1_se, pass_at_k, summarize
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -325,3 +326,11 @@ def test_ssp_eval_real_datasets_on_the_tiny_model(ray_cluster, tiny_model_dir, t
     assert all(r["prompt"].endswith(MATH_SUFFIX) if suite == "math" else r["prompt"].startswith(LCB_SYSTEM)
                for r in recs)
     assert all(0 < s["tokens"] <= 64 for r in recs for s in r["samples"])
+
+
+def test_pass1_standard_error_over_problems():
+    # per-problem means 1, 0.5, 0, 0.5: sd 0.408, over sqrt(4)
+    samples = [[1, 1], [1, 0], [0, 0], [0, 1]]
+    assert pass1_se(samples) == pytest.approx(math.sqrt(1 / 6) / 2)
+    assert summarize(samples)["pass1_se"] == pass1_se(samples)
+    assert pass1_se([[1, 1], [1, 1], [1, 1]]) == 0.0 and pass1_se([[1, 0]]) == 0.0

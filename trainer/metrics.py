@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from collections import Counter
 from math import comb
 
@@ -37,6 +38,14 @@ def cons_at_n(answers: list[str | None], scores: list[float]) -> float:
     return sum(voted) / len(voted) if any(s > 0 for s in voted) else 0.0
 
 
+def pass1_se(samples: list[list[float]]) -> float:
+    """Standard error of Pass@1 over problems: the sample standard deviation of the per-problem mean scores
+    over sqrt(problems). The eval's own noise, from which problems happen to be in the set and which samples
+    were drawn (0 with fewer than two problems)."""
+    means = [sum(s) / len(s) for s in samples if s]
+    return statistics.stdev(means) / math.sqrt(len(means)) if len(means) > 1 else 0.0
+
+
 def summarize(samples: list[list[float]], ks: list[int] = (), answers: list[list[str | None]] | None = None,
               truncated: list[list[bool]] | None = None, tokens: list[list[int]] | None = None) -> dict[str, float]:
     """One dataset's figures from its per-problem lists of 0/1 scores (n samples each): `pass1` (mean of all
@@ -47,7 +56,7 @@ def summarize(samples: list[list[float]], ks: list[int] = (), answers: list[list
     n = min(len(s) for s in samples)
     flat = [x for s in samples for x in s]
     out = {"problems": len(samples), "n": n, "pass1": sum(flat) / len(flat),
-           f"pass{n}": sum(any(x > 0 for x in s) for s in samples) / len(samples)}
+           "pass1_se": pass1_se(samples), f"pass{n}": sum(any(x > 0 for x in s) for s in samples) / len(samples)}
     for k in sorted({k for k in ks if k <= n}):
         out[f"pass@{k}"] = mean_pass_at_k([(len(s), sum(x > 0 for x in s)) for s in samples], k)
     if answers is not None:

@@ -1,6 +1,7 @@
 """`ssp pipeline` (what `make demo` runs): the whole Spectrum-to-Signal Principle, stage by stage.
 
-    tiny model -> Spectrum (SFT on Ray Train, probe, merge; held-out eval of the base and merged model)
+    model (built or converted, model.source)
+               -> Spectrum (SFT on Ray Train, probe, merge; held-out eval of the base and merged model)
                -> Signal (`ssp rl` from the merged model; held-out eval before and after)
                -> the final checkpoint served (`ssp serve`'s app) for one held-out question
                -> summary.json, summary.png, a table per stage
@@ -43,6 +44,9 @@ def run_pipeline(conf) -> dict:
     save_config(conf, run_dir)
     times_path = run_dir / "stage_times.json"
     times = json.loads(times_path.read_text()) if times_path.exists() else {}
+    from trainer.tiny_model import ensure_model
+
+    _stage("model", lambda: ensure_model(conf), times, run_dir)  # built or converted at first use (model.source)
     spec = _stage("spectrum", lambda: run_spectrum(conf, run_dir / "spectrum"), times, run_dir / "spectrum")
     times_path.write_text(json.dumps(times))
     rl_conf = dataclasses.replace(conf, run_dir=str(run_dir / "rl"))
@@ -91,6 +95,9 @@ def summarise(spec: dict, rl: dict, times: dict) -> dict:
     return {
         "pass1_before": base["pass1"], "pass1_spectrum": spec["heldout"]["merged"]["pass1"],
         "pass1_rl_start": rl["pass1_before"], "pass1_after": rl["pass1_after"], "k": k,
+        # standard error of each Pass@1 over the held-out problems (the eval's own noise)
+        "pass1_se": {name: ev.get("pass1_se") for name, ev in (("before", base), ("spectrum", spec["heldout"]["merged"]),
+                                                               ("rl_start", rl["eval_before"]), ("after", after))},
         "spectrum": {key: spec[key] for key in ("specialists", "merged_mean_pass_at_k", "best_single",
                                                 "best_single_mean_pass_at_k", "merged_mean_pass_at_1", "fusion_holds")},
         "heldout": per_stage, "stage_seconds": times, "spectrum_seconds": spec["times"],

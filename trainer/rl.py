@@ -331,6 +331,8 @@ def finish(run: Run, before: dict, after: dict, t_start: float) -> dict:
         "reward_first": recs[0]["reward_mean"] if recs else 0.0,
         "reward_last": recs[-1]["reward_mean"] if recs else 0.0,
         "learner_restarts": run.restarts, **split,
+        # this driver's verifier calls (evals included; since the resume, after one): checks run, verdicts reused
+        "verifier_checks": run.verifier.stats["requests"], "verdicts_reused": run.verifier.stats["reused"],
         "eval_before": before, "eval_after": after,
     }
     (run.dir / "summary.json").write_text(json.dumps(summary, indent=2))
