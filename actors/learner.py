@@ -194,13 +194,14 @@ class LearnerGroup:
         self.c, self.model_path = config, str(model_path)
         n = num_actors or config.num_actors
         gpus = config.num_gpus_per_actor if config.device == "cuda" else 0
-        bundle = {"CPU": 1, "GPU": gpus} if gpus else {"CPU": 1}
+        cpus = config.threads_per_rank
+        bundle = {"CPU": cpus, "GPU": gpus} if gpus else {"CPU": cpus}
         self.pg = placement_group([bundle] * n, strategy="PACK")
         ray.get(self.pg.ready())
-        env = learner_env(config.device)
+        env = learner_env(config.device, cpus)
         actor = ray.remote(LearnerWorker)
         self.workers = [
-            actor.options(num_cpus=1, num_gpus=gpus, runtime_env={"env_vars": env},
+            actor.options(num_cpus=cpus, num_gpus=gpus, runtime_env={"env_vars": env},
                           scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, i)
                           ).remote(config, self.model_path, i, n)
             for i in range(n)]

@@ -49,6 +49,9 @@ class LearnerConfig:
     zero_stage: int = cfg(2, "DeepSpeed ZeRO stage: 2 or 3", ge=0, le=3)
     dtype: Literal["float32", "bfloat16"] = cfg("float32", "training dtype: float32 | bfloat16 (fp32 master weights)")
     device: Literal["cpu", "cuda"] = cfg("cpu", "cpu (gloo, DeepSpeed CPU accelerator) | cuda (NCCL, one GPU per actor)")
+    threads_per_rank: int = cfg(1, "CPU threads (OMP_NUM_THREADS) and Ray CPUs of each learner rank, RL actors and "
+                                   "SFT workers alike (e.g. one rank with every core of a small CPU box instead "
+                                   "of several 1-thread ranks exchanging gradients over gloo)", ge=1)
     num_gpus_per_actor: float = cfg(1.0, "Ray GPUs per learner actor with device=cuda (below 1 shares a GPU with an "
                                          "engine, e.g. 0.5 on a one-GPU machine)", gt=0, le=1)
     lr: float = cfg(1e-6, "AdamW learning rate", gt=0)

@@ -29,9 +29,10 @@ def process_env() -> dict[str, str]:
     return {k: os.environ.get(k, v) for k, v in _BASE.items()}
 
 
-def learner_env(device: str) -> dict[str, str]:
-    """A learner rank's: one OpenMP thread per rank, DeepSpeed's accelerator from `learner.device`."""
-    return {**process_env(), "OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cuda" if device == "cuda" else "cpu"}
+def learner_env(device: str, threads: int = 1) -> dict[str, str]:
+    """A learner rank's (RL learner actors and SFT workers): `learner.threads_per_rank` OpenMP threads,
+    DeepSpeed's accelerator from `learner.device`."""
+    return {**process_env(), "OMP_NUM_THREADS": str(threads), "DS_ACCELERATOR": "cuda" if device == "cuda" else "cpu"}
 
 
 def apply() -> None:

@@ -264,10 +264,11 @@ def run_sft(conf, model_path: str, out: Path, evals: list[Problem]) -> list[tupl
             "steps": s.steps, "sft": {k: getattr(s, k) for k in ("batch_size", "lr", "weight_decay", "warmup_ratio",
                                                                "min_lr_ratio", "save_every", "micro_batch_tokens", "seed")},
             "pad_id": tok.pad_token_id or 0, "metrics_path": str(metrics_path.resolve()),
-            "env": learner_env(conf.learner.device)},
+            "env": learner_env(conf.learner.device, conf.learner.threads_per_rank)},
         torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=s.num_workers, use_gpu=gpu,
-                                               resources_per_worker={"CPU": 1, **({"GPU": 1} if gpu else {})}),
+                                               resources_per_worker={"CPU": conf.learner.threads_per_rank,
+                                                                     **({"GPU": 1} if gpu else {})}),
         run_config=ray.train.RunConfig(
             name="ray-train", storage_path=storage_root,
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=None),
