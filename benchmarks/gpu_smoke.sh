@@ -32,7 +32,7 @@ TOK=()
 ENGINES=$(( GPUS > 1 ? GPUS / 2 : 1 )); LEARNERS=$(( GPUS > 1 ? GPUS - ENGINES : 1 ))
 PER_ENGINE=$([ "$GPUS" -gt 1 ] && echo 1 || echo 0.5); PER_LEARNER=$PER_ENGINE
 "$VENV/bin/ssp" rl --config configs/qwen2.5-math-1.5b-gpu.yaml "run_dir=$RUN" \
-  model.path=artifacts/qwen2.5-1.5b-shape model.tiny.vocab_size=32000 model.tiny.hidden_size=1536 \
+  model.path=artifacts/qwen2.5-1.5b-shape model.source=tiny model.tiny.vocab_size=32000 model.tiny.hidden_size=1536 \
   model.tiny.num_layers=28 model.tiny.num_heads=12 model.tiny.num_kv_heads=2 model.tiny.intermediate_size=8960 \
   model.tiny.max_position_embeddings=4096 "${TOK[@]}" \
   "data.train=[]" "data.eval=[]" \

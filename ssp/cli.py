@@ -310,7 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     from actors.verifier import register_cli as verify_cli  # commands owned by their rooms
     from cluster.scheduler_cli import register_cli as scheduler_cli
     from serve.cli import register_cli as serve_cli
+    from trainer.gguf_model import register_cli as gguf_cli
 
+    gguf_cli(sub)
     verify_cli(sub)
     scheduler_cli(sub)
     serve_cli(sub)

