@@ -1,7 +1,9 @@
 """Training tokens/s of the DeepSpeed learner (ZeRO-2, 1 and 2 actors) beside a plain PyTorch AdamW loop.
 
-Same tiny model, same batch, same loss and micro-batching; one thread per process (the learner actors run
-with OMP_NUM_THREADS=1, so the torch loop does too). Tokens = response tokens trained. Last line: JSON.
+Same tiny model (or --model), same batch, same loss and micro-batching; one thread per process (the learner
+actors run with OMP_NUM_THREADS=1, so the torch loop does too), except arm ds1t2: one actor with
+`learner.threads_per_rank=2` (both cores in one rank, no gradient exchange). Tokens = response tokens trained.
+Last line: JSON.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 STEPS, WARMUP = 6, 2  # (--model: use a small model, each step trains 32 samples)
+ARMS = {"torch": None, "ds1": (1, 1), "ds2": (2, 1), "ds1t2": (1, 2)}  # DeepSpeed arms: (actors, threads per rank)
 
 
 def make_samples(groups: int = 8, size: int = 4, seed: int = 0) -> list[dict]:
@@ -63,9 +66,12 @@ def torch_tok_s(model_dir: str, samples: list[dict], c) -> float:
     return tokens / (time.perf_counter() - t0)
 
 
-def ds_tok_s(model_dir: str, samples: list[dict], c, actors: int) -> float:
+def ds_tok_s(model_dir: str, samples: list[dict], c, actors: int, threads: int = 1) -> float:
+    from dataclasses import replace
+
     from actors.learner import LearnerGroup
 
+    c = replace(c, threads_per_rank=threads)
     group = LearnerGroup(c, model_dir, actors)
     try:
         tokens, t0 = 0.0, 0.0
@@ -88,7 +94,7 @@ def main() -> None:
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", help="an HF model dir (default: a tiny model built here)")
-    ap.add_argument("--arms", nargs="+", default=["torch", "ds1", "ds2"], choices=["torch", "ds1", "ds2"])
+    ap.add_argument("--arms", nargs="+", default=["torch", "ds1", "ds2"], choices=list(ARMS))
     args = ap.parse_args()
     c = LearnerConfig(zero_stage=2, lr=1e-4, micro_batch_tokens=2048)
     samples = make_samples()
@@ -98,15 +104,15 @@ def main() -> None:
                  runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
         try:
             res = {f"{arm}_tok_s": torch_tok_s(model_dir, samples, c) if arm == "torch"
-                   else ds_tok_s(model_dir, samples, c, int(arm[-1])) for arm in args.arms}
+                   else ds_tok_s(model_dir, samples, c, *ARMS[arm]) for arm in args.arms}
         finally:
             ray.shutdown()
     res = {k: round(v, 1) for k, v in res.items()}
-    for arm in ("ds1", "ds2"):
-        if f"{arm}_tok_s" in res and "torch_tok_s" in res:
-            res[f"{arm}_vs_torch"] = round(res[f"{arm}_tok_s"] / res["torch_tok_s"], 3)
+    for arm, base in [(a, "torch") for a in ARMS if a != "torch"] + [("ds1t2", "ds2")]:
+        if f"{arm}_tok_s" in res and f"{base}_tok_s" in res:
+            res[f"{arm}_vs_{base}"] = round(res[f"{arm}_tok_s"] / res[f"{base}_tok_s"], 3)
     print(f"{args.model or 'tiny model (4 layers)'}, {len(samples)} samples, {STEPS} timed steps, ZeRO-2, "
-          "1 thread per process")
+          "1 thread per process (ds1t2: 2)")
     print(json.dumps(res))
 
 
