@@ -16,7 +16,7 @@ import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import ray
 
@@ -24,7 +24,7 @@ from actors.code_grader import InvalidTests, check_tests, grade_code
 from actors.sandbox import Sandbox, SandboxLimits
 from cluster.telemetry import metric
 from ssp.config import ConfigError, cfg, load_config
-from trainer.data import iter_jsonl
+from trainer.data import check_choices, iter_jsonl
 from trainer.graders import lcb_extract_code
 from trainer.rewards import MathChecker, Result, VerifyRequest, extract_code
 
@@ -41,6 +41,12 @@ class VerifierConfig:
     max_restarts: int = cfg(3, "times Ray restarts a crashed verifier actor", ge=-1)
     math_timeout_s: float = cfg(5.0, "hard time limit per math check (helper process killed after it)", gt=0)
     math_memory_mb: int = cfg(4096, "address-space limit of each math helper process", ge=256)
+    math_think: Literal["required", "optional"] = cfg(
+        "required", "math training reward: required = the answer is read only after the first </think> and a "
+                    "response that never closes its thinking scores 0 (VibeThinker's rule; for models that think); "
+                    "optional = a response with no think tags is read whole (for models that do not think)")
+    math_unboxed: bool = cfg(False, "math training reward: with no \\boxed{} answer, read one from a final-answer "
+                                    "line ('Final answer: X', 'The answer is X') on the last line")
     code_timeout_s: float = cfg(5.0, "wall time limit per code execution (CPU limit is the same, rounded up)", gt=0)
     memory_mb: int = cfg(512, "memory of one sandboxed run as a whole (cgroup: all its processes and tmpfs "
                               "pages; also each process's address-space limit)", ge=64)
@@ -79,7 +85,7 @@ class VerifierActor:
     def __init__(self, config: VerifierConfig, index: int):
         import queue
 
-        c = config
+        self.config = c = config
         self.sandbox = make_sandbox(c, c.max_concurrency)
         self.checkers: queue.Queue[MathChecker] = queue.Queue()
         for _ in range(c.max_concurrency):
@@ -121,7 +127,8 @@ class VerifierActor:
     def grade_math(self, req: VerifyRequest) -> Result:
         checker = self.checkers.get()
         try:
-            return checker.check(req.response, req.gold or "", req.grader or "math-verify")
+            opts = {"think": self.config.math_think, "unboxed": self.config.math_unboxed, "choices": req.choices}
+            return checker.check(req.response, req.gold or "", req.grader or "strict", **opts)
         finally:
             self.checkers.put(checker)
 
@@ -142,7 +149,7 @@ def requests_for(problems: dict[str, Any], rollouts: list, graders: dict[str, st
     for r in rollouts:
         p = problems[r.problem_id]
         out.append(VerifyRequest(f"{r.problem_id}#{r.sample_idx}", p.kind, r.text, p.answer, p.tests,
-                                 (graders or {}).get(p.kind, "")))
+                                 (graders or {}).get(p.kind, ""), p.choices))
     return out
 
 
@@ -150,7 +157,7 @@ def as_request(item: VerifyRequest | dict[str, Any]) -> VerifyRequest:
     if isinstance(item, VerifyRequest):
         return item
     return VerifyRequest(str(item["id"]), item["kind"], item["response"], item.get("gold"), item.get("tests"),
-                         item.get("grader", ""))
+                         item.get("grader", ""), item.get("choices"))
 
 
 # Verdicts that depend on the program and the tests alone. Not reused: timeout and memory_limit (the machine's
@@ -333,6 +340,11 @@ def read_requests(path: str | Path) -> list[VerifyRequest]:
         if kind == "math" and not (isinstance(rec["gold"], str | int | float) or (
                 isinstance(rec["gold"], list) and rec["gold"] and all(isinstance(g, str | int | float) for g in rec["gold"]))):
             raise ValueError(f"{where}: field 'gold' must be a string, a number or a non-empty list of them")
+        if kind == "math" and rec.get("choices") is not None:
+            try:
+                rec["choices"] = check_choices(rec["choices"], rec["gold"])
+            except ValueError as e:
+                raise ValueError(f"{where}: field 'choices': {e}") from None
         if kind == "code":
             try:
                 check_tests(rec["tests"])

@@ -83,6 +83,7 @@ class InProcessVerifier:
         from trainer.rewards import MathChecker
 
         self.sandbox = make_sandbox(c, threads)
+        self.think, self.unboxed = c.math_think, c.math_unboxed  # the training reward's options, as ssp rl's
         self.checkers = queue.Queue()
         for _ in range(threads):
             self.checkers.put(MathChecker(c.math_timeout_s, c.math_memory_mb))
@@ -95,7 +96,8 @@ class InProcessVerifier:
             return grade_code(text, p.tests or {}, self.sandbox).reward
         checker = self.checkers.get()
         try:
-            return checker.check(text, p.answer or "", "math-verify").reward
+            return checker.check(text, p.answer or "", "strict", think=self.think, unboxed=self.unboxed,
+                                 choices=p.choices).reward
         finally:
             self.checkers.put(checker)
 

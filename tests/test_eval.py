@@ -54,9 +54,10 @@ def test_cons_ties_and_raw_strings():
 def test_vibethinker_think_tag_and_last_box_rules():
     assert grade_vibethinker("\\boxed{5}", "5") == (0.0, "no_think_end", None)  # no </think>: 0, even if right
     assert grade_vibethinker("<think>\\boxed{5}</think> so \\boxed{4}", "5")[:2] == (0.0, "wrong_answer")
-    assert grade_vibethinker("<think>try 4</think>\\boxed{3} no, \\boxed{5}", "5") == (1.0, "correct", "5")
-    assert grade_vibethinker("<think>x</think>\\fbox{7}", "7")[0] == 1.0
-    assert grade_vibethinker("<think>x</think>so $\\boxed 7$.", "7")[0] == 1.0
+    assert grade_vibethinker("<think>try 4</think>\\boxed{5}", "5") == (1.0, "correct", "5")
+    assert grade_vibethinker("<think>try 4</think>\\boxed{3} no, \\boxed{5}", "5") == (0.0, "hedged", "5")
+    assert grade_vibethinker("<think>x</think>\\fbox{7}", "7")[0] == 0.0  # not a box in VibeThinker's extractor
+    assert grade_vibethinker("<think>x</think>so $\\boxed 7$.", "7")[0] == 0.0
     assert grade_vibethinker("<think>x</think> the answer is 5", "5") == (0.0, "format_miss", None)
     # only the text between the first </think> and the next counts
     assert grade_vibethinker("a</think>\\boxed{5}</think>\\boxed{6}", "5")[0] == 1.0
@@ -90,7 +91,7 @@ def test_sympy_timeout_kills_the_helper():
         res = c.check("<think>.</think>\\boxed{9^{9^{9}}}", "\\sqrt{2}", "vibethinker")  # a 10^8-digit power
         assert res.reason == "timeout" and res.reward == 0 and time.perf_counter() - t0 < 10
         assert c.check("<think>.</think>\\boxed{\\frac{\\sqrt{8}}{2}}", "\\sqrt{2}", "vibethinker").reward == 1
-        with pytest.raises(ValueError, match="valid: \\['math-verify', 'vibethinker'\\]"):
+        with pytest.raises(ValueError, match="valid: \\['math-verify', 'strict', 'vibethinker'\\]"):
             c.check("x", "1", "vibe")
     finally:
         c.close()

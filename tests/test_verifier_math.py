@@ -8,29 +8,37 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from trainer.rewards import MathChecker, extract_math_answer, grade_math, last_boxed
+from trainer.math_reward import grade_strict as grade_math
+from trainer.rewards import MathChecker, extract_math_answer, last_boxed
+
+T = "<think>work</think>"  # the toy traces' shape: thinking closed, then the answer
 
 
 def test_extraction():
     assert last_boxed(r"x \boxed{\frac{1}{2}} y") == r"\frac{1}{2}"
     assert last_boxed(r"\boxed{1} then \boxed{ {a}_{ {b} } }") == " {a}_{ {b} } "
-    assert last_boxed(r"\boxed {7}") == "7"
+    assert last_boxed(r"\boxed {7}") == "7" and last_boxed(r"$\boxed 7$") == "7" and last_boxed(r"\fbox{7}") == "7"
     assert last_boxed("no box") is None
     assert last_boxed(r"\boxed{unclosed") is None
     assert extract_math_answer(r"<think>\boxed{1}</think> so \boxed{2}") == "2"
     assert extract_math_answer(r"<think>\boxed{1}</think> no answer") is None
-    assert grade_math("nothing to see", "5") == (0.0, "format_miss", None)
-    assert grade_math("the answer is 5", "5")[:2] == (1.0, "correct")  # math-verify's defaults read it unboxed
+    assert grade_math(T + "nothing to see", "5") == (0.0, "format_miss", None)
+    assert grade_math(T + "the answer is 5", "5")[:2] == (0.0, "format_miss")  # unboxed: only when configured
+    assert grade_math(T + "The final answer is $5$.", "5", unboxed=True)[:2] == (1.0, "correct")
+    assert grade_math(T + "I think 5.\nFinal answer: 5", "5", unboxed=True)[:2] == (1.0, "correct")
+    assert grade_math(T + "Final answer: 5\nor 6", "5", unboxed=True)[:2] == (0.0, "format_miss")  # not the last line
 
 
 # (response, gold, expected reward): the classes of issue 12, each with near misses that must stay 0.
 CLASSES = [
-    # several boxes make one answer
+    # several boxes make one answer when the gold is several values (a set, a list of pairs)
     (r"So \boxed{(2, 2)} and \boxed{(6, 2)}.", "(2, 2), (6, 2)", 1), (r"\boxed{(2, 2)}", "(2, 2), (6, 2)", 0),
     (r"\boxed{(2, 2)} and \boxed{(6, 3)}", "(2, 2), (6, 2)", 0),
     (r"\boxed{1}, \boxed{2}, \boxed{3}", r"\{1,2,3\}", 1), (r"\boxed{1}, \boxed{2}", r"\{1,2,3\}", 0),
     (r"\boxed{1}, \boxed{2}, \boxed{4}", r"\{1,2,3\}", 0),
-    (r"first \boxed{3}, finally \boxed{5}", "5", 1), (r"first \boxed{5}, finally \boxed{3}", "5", 0),
+    # ... but boxes that disagree on a single-valued gold are a hedge, whichever comes last
+    (r"first \boxed{3}, finally \boxed{5}", "5", 0), (r"first \boxed{5}, finally \boxed{3}", "5", 0),
+    (r"first \boxed{5}; check: \boxed{5}", "5", 1),
     # a list of acceptable golds
     (r"\boxed{1/2}", ["0.5", "1/2"], 1), (r"\boxed{0.5}", ["0.5", "1/2"], 1), (r"\boxed{0.6}", ["0.5", "1/2"], 0),
     (r"\boxed{x}", ["a", "b"], 0),
@@ -39,14 +47,11 @@ CLASSES = [
     (r"\boxed{1 000 000}", "1000000", 1), (r"\boxed{1000,99}", "1000.99", 1), (r"\boxed{3,5}", "3.5", 1),
     (r"\boxed{1 001}", "1000", 0), (r"\boxed{10,456}", "10455", 0), (r"\boxed{1000,98}", "1000.99", 0),
     (r"\boxed{10,455}", "10.455", 0), (r"\boxed{(1, 2)}", "1.2", 0), (r"\boxed{1 000}", "1", 0),
-    # a multiple-choice letter followed by its text
-    (r"\boxed{C. x = 42}", "C", 1), ("C. x = 42", "C", 1), (r"\boxed{(C) 42}", "(C)", 1), (r"\boxed{C}", "C", 1),
-    (r"\boxed{D. x = 42}", "C", 0), ("Clearly x = 42", "C", 0), (r"\boxed{B}", "C", 0),
 ]
 
 
 def test_issue12_classes_and_near_misses(checkers):
-    results = _check_all(checkers, [(r, g) for r, g, _ in CLASSES])
+    results = _check_all(checkers, [(T + r, g) for r, g, _ in CLASSES])
     wrong = [(r, g, want, res.reason) for (r, g, want), res in zip(CLASSES, results) if res.reward != want]
     assert not wrong, wrong
     assert all(not res.reason.startswith("verifier_error") for res in results)
@@ -84,12 +89,12 @@ def checkers():
         c.close()
 
 
-def _check_all(checkers, items):
+def _check_all(checkers, items, **options):
     """Check (response, gold) pairs over two killable helpers; returns Results in order."""
     chunks = [items[0::2], items[1::2]]
 
     def run(k):
-        return [checkers[k].check(r, g) for r, g in chunks[k]]
+        return [checkers[k].check(r, g, **options) for r, g in chunks[k]]
 
     with ThreadPoolExecutor(2) as ex:
         a, b = ex.map(run, [0, 1])
@@ -100,7 +105,7 @@ def _check_all(checkers, items):
 
 def test_pairs_table(checkers):
     assert len(PAIRS) >= 60
-    results = _check_all(checkers, [(f"so \\boxed{{{a}}}", g) for a, g, _ in PAIRS])
+    results = _check_all(checkers, [(f"{T}so \\boxed{{{a}}}", g) for a, g, _ in PAIRS])
     wrong = [(a, g, eq, r.reason) for (a, g, eq), r in zip(PAIRS, results) if (r.reward == 1.0) != eq]
     assert not wrong, wrong
 
@@ -121,10 +126,10 @@ def test_timeout_kills_helper_and_recovers():
     c = MathChecker(timeout_s=1.5)
     try:
         t0 = time.perf_counter()
-        r = c.check(r"\boxed{9^{9^{9^{9}}}}", "1")
+        r = c.check(T + r"\boxed{9^{9^{9^{9}}}}", "1")
         assert (r.reward, r.reason) == (0.0, "timeout")
         assert time.perf_counter() - t0 < 6  # includes the helper's start
         assert c.restarts == 1
-        assert c.check(r"\boxed{2}", "2").reason == "correct"
+        assert c.check(T + r"\boxed{2}", "2").reason == "correct"
     finally:
         c.close()

@@ -21,7 +21,7 @@ def _items(n: int, sleep: float = 0.0) -> list[dict]:
     out = []
     for i in range(n):
         if i % 2:
-            out.append({"id": f"m{i}", "kind": "math", "response": f"\\boxed{{{i}}}", "gold": str(i)})
+            out.append({"id": f"m{i}", "kind": "math", "response": f"<think>.</think>\\boxed{{{i}}}", "gold": str(i)})
         else:
             out.append({"id": f"c{i}", "kind": "code", "response": SLOW.format(s=sleep, i=i),
                         "tests": {"asserts": ["assert f() == 1"]}})
@@ -43,8 +43,8 @@ def pool(ray_cluster):
 
 def test_mixed_batch_keeps_order(pool):
     batch = _items(12) + [
-        {"id": "wrong", "kind": "math", "response": "\\boxed{3}", "gold": "4"},
-        {"id": "miss", "kind": "math", "response": "no box", "gold": "4"},
+        {"id": "wrong", "kind": "math", "response": "<think>.</think>\\boxed{3}", "gold": "4"},
+        {"id": "miss", "kind": "math", "response": "<think>.</think>no box", "gold": "4"},
         {"id": "loop", "kind": "code", "response": "while True: pass", "tests": {"asserts": ["assert True"]}},
     ]
     results = pool.verify(batch)

@@ -33,6 +33,7 @@ class Problem:
     solutions: list[str] = field(default_factory=list)  # SFT traces, when the source has them
     source: str = ""
     starter_code: str = ""  # code problems: the signature a solution must fill in (LiveCodeBench)
+    choices: dict[str, str] | None = None  # multiple-choice math: letter -> option text (the gold is a letter)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -49,6 +50,28 @@ def _need(rec: dict, key: str, typ: type | tuple, where: str) -> Any:
     if not isinstance(val, typ):
         raise DataError(f"{where}: field '{key}' must be {getattr(typ, '__name__', typ)}, got {type(val).__name__}")
     return val
+
+
+def check_choices(choices: Any, gold: Any) -> dict[str, str]:
+    """A multiple-choice problem's options as letter -> text: a JSON object keyed by single capital letters, or a
+    list of option texts (lettered A, B, ...); the gold must be one of the letters. Raises ValueError."""
+    from trainer.math_answer import gold_letter
+
+    if isinstance(choices, list):
+        if not 2 <= len(choices) <= 26:
+            raise ValueError(f"a list of 2 to 26 options, got {len(choices)}")
+        choices = {chr(65 + i): c for i, c in enumerate(choices)}
+    if not isinstance(choices, dict) or len(choices) < 2:
+        raise ValueError("must be an object of 2 or more options (letter -> text) or a list of option texts")
+    for k, v in choices.items():
+        if not (isinstance(k, str) and len(k) == 1 and k.isupper() and k.isascii()):
+            raise ValueError(f"option keys must be single capital letters, got {k!r}")
+        if not isinstance(v, str | int | float) or isinstance(v, bool):
+            raise ValueError(f"option {k}: text must be a string or number, got {type(v).__name__}")
+    letter = gold_letter(str(gold))
+    if letter is None or letter not in choices:
+        raise ValueError(f"the gold answer {str(gold)!r} must be one of the option letters {sorted(choices)}")
+    return {k: str(v) for k, v in choices.items()}
 
 
 def from_record(rec: Any, where: str, prefix: str) -> Problem:
@@ -76,7 +99,13 @@ def from_record(rec: Any, where: str, prefix: str) -> Problem:
     prompt = _need(rec, "problem", str, where)
     answer = _need(rec, "answer", (str, int, float), where)
     pid = rec.get("id") or stable_id(prefix, prompt)
-    return Problem(id=str(pid), prompt=prompt, kind="math", answer=str(answer), **common)
+    choices = None
+    if rec.get("choices") is not None:
+        try:
+            choices = check_choices(rec["choices"], answer)
+        except ValueError as e:
+            raise DataError(f"{where}: field 'choices': {e}") from None
+    return Problem(id=str(pid), prompt=prompt, kind="math", answer=str(answer), choices=choices, **common)
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:

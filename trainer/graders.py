@@ -1,50 +1,45 @@
 """The official evaluation's graders, as pure functions: VibeThinker's math rule and LiveCodeBench's code
-extraction. `ssp eval` runs them beside the training reward (math-verify, trainer/rewards.py) on every sample.
+extraction. `ssp eval` runs them beside the other math protocol (trainer/rewards.py MATH_GRADERS) on every sample.
 
 `vibethinker` (the 1.5B report's protocol, rllm's math reward):
 - a response without `</think>` scores 0 (so does a truncated one);
-- the answer is the last `\\boxed{}` (or `\\boxed x`, or `\\fbox{}`) in the text between the first `</think>`
-  and the next one (the whole rest when there is no second);
+- the answer is the last `\\boxed{...}` (exactly that: `\\boxed {x}`, `\\boxed x` and `\\fbox{x}` are not boxes)
+  in the text between the first `</think>` and the next one (the whole rest when there is no second);
 - correct if the answer equals a gold answer after the MATH dataset's (Hendrycks') string normalisation, or
-  if a sympy check calls them equal. Sympy can hang on a hostile answer: call this through `MathChecker`,
-  whose helper process is killed at its time limit.
+  if a sympy check calls them equal (`-10/9` = `-\\frac{10}{9}`, `(1.0,2.0)` = `(1,2)`, bmatrix = pmatrix).
+  Sympy can hang on a hostile answer: call this through `MathChecker`, whose helper process is killed.
+- no hedging (the training reward's rule, trainer/math_answer.py): every box of the segment must be correct
+  (boxes that disagree score 0), and a box holding alternatives, a qualification or a relation other than
+  `variable = value` (where the gold is not a relation) scores 0. Hidden text (comments) is not read.
 """
 
 from __future__ import annotations
 
 import re
 
-THINK_END = "</think>"
-
+from trainer.math_answer import THINK_END, braced, hedge_in_box, strip_hidden
 
 # ---------------------------------------------------------------- boxes
 
-def braced(text: str, start: int) -> str | None:
-    """The text inside the brace group opening at or after `start` (spaces skipped), or None."""
-    j = start
-    while j < len(text) and text[j] == " ":
-        j += 1
-    if j >= len(text) or text[j] != "{":
-        return None
-    depth = 0
-    for k in range(j, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[k], 0)
-        if depth == 0:
-            return text[j + 1:k]
-    return None
+_BOX_OPEN = "\\boxed{"
+
+
+def protocol_boxes(text: str) -> list[str]:
+    """Contents of every `\\boxed{...}` in `text`, in order: the protocol's box is exactly `\\boxed{` (not
+    `\\boxed {x}`, `\\boxed x` or `\\fbox{x}`); nested braces handled, an unclosed box is no answer."""
+    out, i = [], text.find(_BOX_OPEN)
+    while i >= 0:
+        inner = braced(text, i + len(_BOX_OPEN) - 1)
+        if inner is not None:
+            out.append(inner)
+        i = text.find(_BOX_OPEN, i + len(_BOX_OPEN))
+    return out
 
 
 def last_box(text: str) -> str | None:
-    """Content of the last `\\boxed{...}` / `\\boxed x` (up to a `$`) in `text`; `\\fbox{...}` when there is
-    no `\\boxed`. Nested braces handled; an unclosed box is no answer."""
-    i = text.rfind("\\boxed")
-    if i >= 0:
-        rest = text[i + len("\\boxed"):]
-        if rest.startswith(" ") and not rest.lstrip(" ").startswith("{"):
-            return rest.strip().split("$")[0].strip() or None
-        return braced(text, i + len("\\boxed"))
-    i = text.rfind("\\fbox")
-    return braced(text, i + len("\\fbox")) if i >= 0 else None
+    """Content of the last `\\boxed{...}` in `text` (see `protocol_boxes`), or None."""
+    found = protocol_boxes(text)
+    return found[-1] if found else None
 
 
 def vote_answer(response: str) -> str | None:
@@ -123,7 +118,7 @@ def _plain(expr: str) -> str:
     m = re.fullmatch(r"\\text\{(.+)\}", s)
     if m:
         s = m.group(1)
-    for a, b in (("\\%", ""), ("\\$", ""), ("$", ""), ("%", ""), (" or ", " , "), (" and ", " , "),
+    for a, b in (("\\%", ""), ("\\$", ""), ("$", ""), ("%", ""), ("bmatrix", "pmatrix"),
                  ("million", "*10^6"), ("billion", "*10^9"), ("trillion", "*10^12"), ("\\left", ""),
                  ("\\right", ""), ("\\!", ""), ("\\,", ""), ("\\ ", ""), ("dfrac", "frac"), ("tfrac", "frac")):
         s = s.replace(a, b)
@@ -147,8 +142,20 @@ def _is_int(s: str) -> bool:
     return re.fullmatch(r"-?\d+", s) is not None
 
 
+_FRAC = re.compile(r"(-?)(?:\\frac\{(-?\d+)\}\{(-?\d+)\}|(-?\d+)/(-?\d+))")
+
+
 def _is_frac(s: str) -> bool:
-    return re.fullmatch(r"-?(\\frac\{-?\d+\}\{-?\d+\}|-?\d+/-?\d+)", s) is not None
+    return _FRAC.fullmatch(s) is not None
+
+
+def _frac_parts(s: str) -> tuple[int, int]:
+    """A fraction as written, sign moved to the numerator: `-10/9`, `-\\frac{10}{9}`, `\\frac{-10}{9}` -> (-10, 9)."""
+    m = _FRAC.fullmatch(s)
+    assert m is not None
+    num, den = (int(m.group(2)), int(m.group(3))) if m.group(2) is not None else (int(m.group(4)), int(m.group(5)))
+    sign = (-1 if m.group(1) else 1) * (-1 if den < 0 else 1)
+    return sign * num, abs(den)
 
 
 def _elements(s: str) -> list[str]:
@@ -185,9 +192,11 @@ def sympy_equal(given: str, gold: str) -> bool:
     ge, ae = _elements(g), _elements(a)
     if len(ge) != len(ae) or (len(ge) > 1 and (g[0] != a[0] or g[-1] != a[-1])):
         return False
+    if len(ge) > 1:
+        ge, ae = [_plain(x) for x in ge], [_plain(y) for y in ae]
     for x, y in zip(ge, ae):
         if _is_frac(x) and _is_frac(y):
-            if x != y:
+            if _frac_parts(x) != _frac_parts(y):
                 return False
         elif _is_int(x) != _is_int(y):
             return False
@@ -202,21 +211,43 @@ def sympy_equal(given: str, gold: str) -> bool:
     return True
 
 
-def grade_vibethinker(response: str, gold: str | list[str]) -> tuple[float, str, str | None]:
+def _gold_shape(gold: str) -> tuple[bool, bool]:
+    """(several values: a tuple, interval, set, matrix or list; a relation) for a gold answer's text."""
+    g = _plain(gold)
+    multi = "," in g or "\\pm" in g or "matrix" in g or "\\cup" in g or g.startswith("\\{")
+    return multi, bool(re.search(r"=|<|>|\\le|\\ge|\\neq", g))
+
+
+def _equal(answer: str, gold: str) -> bool:
+    return hendrycks_normalize(answer) == hendrycks_normalize(gold) or sympy_equal(answer, gold)
+
+
+def grade_vibethinker(response: str, gold: str | list[str], **_options) -> tuple[float, str, str | None]:
     """(reward, reason, answer) under the VibeThinker rule; reasons: correct, no_think_end, format_miss,
-    wrong_answer."""
+    wrong_answer, hedged, relation. The training reward's options (think, unboxed, choices) do not apply."""
     final = final_segment(response)
     if final is None:
         return 0.0, "no_think_end", None
-    answer = last_box(final)
-    if answer is None:
+    found = protocol_boxes(strip_hidden(final))
+    if not found:
         return 0.0, "format_miss", None
+    answer = found[-1]
+    distinct = list(dict.fromkeys(hendrycks_normalize(b) for b in found))
+    answers = [next(b for b in found if hendrycks_normalize(b) == d) for d in distinct]
     golds = [str(g) for g in (gold if isinstance(gold, list) else [gold])]
     golds = [(last_box(g) if "\\boxed" in g else g) for g in golds]
+    reason = "wrong_answer"
     for g in (g for g in golds if g is not None):
-        if hendrycks_normalize(answer) == hendrycks_normalize(g) or sympy_equal(answer, g):
+        multi, relation = _gold_shape(g)
+        hedges = [h for a in answers if (h := hedge_in_box(a, multi, relation, g))]
+        if hedges:
+            return 0.0, hedges[0], answer
+        right = [_equal(a, g) for a in answers]
+        if all(right):
             return 1.0, "correct", answer
-    return 0.0, "wrong_answer", answer
+        if any(right):
+            reason = "hedged"  # boxes that disagree, one of them right
+    return 0.0, reason, answer
 
 
 # ---------------------------------------------------------------- code

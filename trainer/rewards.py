@@ -1,4 +1,5 @@
-"""Pure reward logic: answer extraction and math grading (math-verify). Code is graded in actors/code_grader.py.
+"""Reward entry points: the math graders' registry (the strict training reward is trainer/math_reward.py, the eval
+protocols trainer/graders.py), their killable helper process, and code extraction (graded in actors/code_grader.py).
 
 No Ray here. `MathChecker` adds the hard time limit: checks run in a helper process that is killed on timeout
 (math-verify's signal-based timeout cannot work off the main thread, where Ray actor methods run).
@@ -18,7 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainer.graders import braced
+from trainer.graders import grade_vibethinker
+from trainer.math_answer import answer_region, last_boxed
+from trainer.math_reward import grade_strict
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,7 +33,8 @@ class VerifyRequest:
     response: str
     gold: str | list[str] | None = None  # a list: any of these answers is accepted
     tests: dict[str, Any] | None = None
-    grader: str = ""  # "" = the kind's training reward; "vibethinker" (math) or "lcb" (code): eval protocols
+    grader: str = ""  # "" = the kind's training reward; "vibethinker"/"math-verify" (math) or "lcb" (code): eval protocols
+    choices: dict[str, str] | None = None  # a multiple-choice math problem's options, letter -> text
 
 
 @dataclass
@@ -48,24 +52,15 @@ class Result:
 # ---------------------------------------------------------------- extraction
 
 def strip_think(text: str) -> str:
-    """The text after the last `</think>`, or all of it."""
+    """The text after the last `</think>`, or all of it (code extraction; math reads `answer_region`)."""
     i = text.rfind("</think>")
     return text if i < 0 else text[i + len("</think>"):]
 
 
-def last_boxed(text: str) -> str | None:
-    """Content of the last `\\boxed{...}` (nested braces handled; an unclosed one is skipped), or None."""
-    i = text.rfind("\\boxed")
-    while i >= 0:
-        inner = braced(text, i + len("\\boxed"))
-        if inner is not None:
-            return inner
-        i = text.rfind("\\boxed", 0, i)
-    return None
-
-
-def extract_math_answer(response: str) -> str | None:
-    return last_boxed(strip_think(response))
+def extract_math_answer(response: str, think: str = "optional") -> str | None:
+    """The last box of the answer region (trainer/math_answer.py), or None: the answer a log shows."""
+    region, _ = answer_region(response, think)
+    return last_boxed(region) if region is not None else None
 
 
 _FENCE = re.compile(r"```([A-Za-z0-9_+-]*)[ \t]*\n(.*?)```", re.S)
@@ -82,88 +77,25 @@ def extract_code(response: str) -> str:
     return plain[-1] if plain else text
 
 
-# ---------------------------------------------------------------- math
+# ---------------------------------------------------------------- math graders
 
-def gold_latex(gold: str) -> str:
-    """Wrap a plain gold string so math-verify's LaTeX extractor reads it."""
-    g = gold.strip()
-    return g if ("\\boxed" in g or g.startswith("$")) else f"${g}$"
-
-
-_THOUSANDS = re.compile(r"^-?\d{1,3}(?:(?:\s|\\[,;: ]|\{,\}|~|,)\d{3})+(?:\.\d+)?$")
-_DECIMAL_COMMA = re.compile(r"^(-?\d+),(\d{1,2}|\d{4,})$")  # 3 digits after the comma read as thousands
-_LETTER = re.compile(r"^\s*(?:\\text\{)?\s*\(?([A-J])\)?(?:[.:)\s}]|$)")
+def _math_verify_protocol(response: str, gold: str | list[str], think: str = "optional", unboxed: bool = True,
+                          choices: dict[str, str] | None = None) -> tuple[float, str, str | None]:
+    """The eval protocol for models without think tags: the strict reader over the whole response (or after a
+    closed think block), a final-answer line accepted when nothing is boxed. `think`/`unboxed` are fixed."""
+    return grade_strict(response, gold, "optional", True, choices)
 
 
-def _number_forms(answer: str) -> list[str]:
-    """`1 000`, `1\\,000`, `10,455` -> `1000`/`10455`; `1000,99` -> `1000.99`. Only for a whole-number answer."""
-    a = answer.strip().strip("$").strip()
-    if _THOUSANDS.match(a):
-        return [re.sub(r"\s|\\[,;: ]|\{,\}|~|,", "", a)]
-    m = _DECIMAL_COMMA.match(a)
-    return [f"{m.group(1)}.{m.group(2)}"] if m else []
-
-
-def _answers(text: str) -> list[str]:
-    """Candidate final answers as text: the last box, else the last line."""
-    box = last_boxed(text)
-    if box is not None:
-        return [box]
-    lines = [x for x in text.strip().splitlines() if x.strip()]
-    return [lines[-1]] if lines else []
-
-
-def grade_math(response: str, gold: str | list[str]) -> tuple[float, str, str | None]:
-    """(reward, reason, extracted answer). No time limit: call through MathChecker for one.
-
-    Correct when any acceptable gold (a list of them is allowed) matches, by math-verify, any of: the last
-    `\\boxed{}` after the thinking; math-verify's own default extraction of the whole answer (which also
-    reads several boxes as one set, and answers without a box); the number with its thousands separators or
-    decimal comma normalised; for a multiple-choice gold letter, the letter that leads the answer.
-    """
-    from math_verify import parse, verify
-
-    golds = [str(g) for g in (gold if isinstance(gold, list) else [gold])]
-    text = strip_think(response)
-    answer = extract_math_answer(response)
-    gold_parses = [parse(gold_latex(g), parsing_timeout=None) or parse(g, parsing_timeout=None) for g in golds]
-    for g in golds:  # a multiple-choice letter
-        letter = re.fullmatch(r"\s*\(?([A-J])\)?\.?\s*", g)
-        if letter and any((m := _LETTER.match(a)) and m.group(1) == letter.group(1) for a in _answers(text)):
-            return 1.0, "correct", answer
-
-    def candidates():  # cheapest first; most answers are decided by the first
-        if answer is not None:
-            yield parse(f"\\boxed{{{answer}}}", parsing_timeout=None)
-        yield parse(text, parsing_timeout=None)
-        for a in _answers(text):
-            for n in _number_forms(a):
-                yield parse(f"${n}$", parsing_timeout=None)
-
-    shown, any_pred = answer, False
-    for pred in candidates():
-        if not pred:
-            continue
-        any_pred = True
-        shown = shown if shown is not None else str(pred[-1])
-        if any(gp and verify(gp, pred, timeout_seconds=None) for gp in gold_parses):
-            return 1.0, "correct", shown
-    if not any_pred:
-        return 0.0, "format_miss", None
-    if not any(gold_parses):
-        return 0.0, "gold_unparsable", shown
-    return 0.0, "wrong_answer", shown
+# name -> grading function(response, gold, think=, unboxed=, choices=). "strict" is the training reward (its
+# think/unboxed options come from verifier.*); the others are eval protocols with their own fixed rules.
+MATH_GRADERS = {"strict": grade_strict, "math-verify": _math_verify_protocol, "vibethinker": grade_vibethinker}
 
 
 def math_grader(name: str):
-    """The math grading function called `name`: "math-verify" (the training reward) or "vibethinker"
-    (trainer/graders.py). Unknown names fail listing the valid ones."""
-    from trainer.graders import grade_vibethinker
-
-    graders = {"math-verify": grade_math, "vibethinker": grade_vibethinker}
-    if name not in graders:
-        raise ValueError(f"unknown math grader {name!r}; valid: {sorted(graders)}")
-    return graders[name]
+    """The math grading function called `name` (MATH_GRADERS). Unknown names fail listing the valid ones."""
+    if name not in MATH_GRADERS:
+        raise ValueError(f"unknown math grader {name!r}; valid: {sorted(MATH_GRADERS)}")
+    return MATH_GRADERS[name]
 
 
 def _serve(memory_mb: int, parent: int) -> None:
@@ -196,7 +128,8 @@ def _serve(memory_mb: int, parent: int) -> None:
     for line in sys.stdin:
         req = json.loads(line)
         try:
-            reward, reason, answer = math_grader(req.get("grader") or "math-verify")(req["response"], req["gold"])
+            grade = math_grader(req.get("grader") or "strict")
+            reward, reason, answer = grade(req["response"], req["gold"], **req.get("options", {}))
         except Exception as e:  # reported to the caller, which counts it
             reward, reason, answer = 0.0, f"verifier_error: {type(e).__name__}: {e}"[:300], None
         out.write(json.dumps([reward, reason, answer]) + "\n")
@@ -204,7 +137,7 @@ def _serve(memory_mb: int, parent: int) -> None:
 
 
 class MathChecker:
-    """One killable helper process running `grade_math`; restarts it after a timeout or crash.
+    """One killable helper process running the math graders; restarts it after a timeout or crash.
 
     Thread-safe (one check at a time); use several checkers for parallelism.
     """
@@ -225,9 +158,9 @@ class MathChecker:
             raise RuntimeError("math checker helper failed to start")
         return proc
 
-    def check(self, response: str, gold: str | list[str], grader: str = "math-verify") -> Result:
-        """Grade one response with `grader` (see `math_grader`); reason "timeout" when the helper had to be
-        killed."""
+    def check(self, response: str, gold: str | list[str], grader: str = "strict", **options: Any) -> Result:
+        """Grade one response with `grader` (see `math_grader`) and its `options` (think, unboxed, choices);
+        reason "timeout" when the helper had to be killed."""
         math_grader(grader)  # an unknown name is the caller's error, not a helper crash
         t0 = time.perf_counter()
         with self._lock:
@@ -236,7 +169,7 @@ class MathChecker:
             proc = self._proc
             assert proc.stdin is not None
             try:
-                proc.stdin.write(json.dumps({"response": response, "gold": gold, "grader": grader}) + "\n")
+                proc.stdin.write(json.dumps({"response": response, "gold": gold, "grader": grader, "options": options}) + "\n")
                 proc.stdin.flush()
                 line = _readline(proc, self.timeout_s)
             except (BrokenPipeError, OSError):
