@@ -170,6 +170,8 @@ VIBETHINKER = [
     ("\\boxed{18}", "18", 1), ("\\boxed{x = 18}", "18", 1), ("\\boxed{C}", "C", 1), ("\\boxed{18} and \\boxed{18}", "18", 1),
     ("\\boxed{-10/9}", "-\\frac{10}{9}", 1), ("\\boxed{(1.0,2.0)}", "(1,2)", 1), ("\\boxed{32,\\!349}", "32349", 1),
     ("\\boxed{\\begin{bmatrix}1 \\\\ 2\\end{bmatrix}}", "\\begin{pmatrix}1 \\\\ 2\\end{pmatrix}", 1),
+    ("\\boxed{inf}", "\\infty", 1), ("\\boxed{Infinity}", "\\infty", 1), ("\\boxed{1e999}", "5", 0),  # no OverflowError
+    ("\\boxed{-inf}", "\\infty", 0),
     ("\\boxed{\\frac{-10}{9}}", "-\\frac{10}{9}", 1), ("\\boxed{-\\frac{10}{9}}", "-10/9", 1), ("\\boxed{10/9}", "-10/9", 0),
 ]
 

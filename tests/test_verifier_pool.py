@@ -202,3 +202,18 @@ def test_identical_programs_reuse_one_verdict(pool):
         pool.config.reuse_verdicts = True
     assert [r.reason for r in off] == [r.reason for r in res[:5]] and not any(r.detail.get("reused") for r in off)
     assert pool.stats["requests"] - before.get("requests", 0) == 10
+
+
+def test_math_reward_options_reach_the_checker(pool):
+    """Through the pool (the path `ssp verify` and `ssp rl` use): a problem's choices travel with the request,
+    verifier.math_think (default required) applies, and hedges score 0."""
+    mc = {"A": "1", "B": "2", "C": "3"}
+    batch = [{"id": "mc", "kind": "math", "response": "<think>.</think>\\boxed{B}", "gold": "B", "choices": mc},
+             {"id": "mc2", "kind": "math", "response": "<think>.</think>\\boxed{B, C}", "gold": "B", "choices": mc},
+             {"id": "mc3", "kind": "math", "response": "<think>.</think>B. 2", "gold": "B", "choices": mc},
+             {"id": "or", "kind": "math", "response": "<think>.</think>\\boxed{3 \\text{ or } 4}", "gold": "4"},
+             {"id": "open", "kind": "math", "response": "<think>it is \\boxed{4}", "gold": "4"},
+             {"id": "bare", "kind": "math", "response": "\\boxed{4}", "gold": "4"}]
+    got = [(r.reward, r.reason) for r in pool.verify(batch)]
+    assert got == [(1.0, "correct"), (0.0, "format_miss"), (0.0, "format_miss"), (0.0, "hedged"),
+                   (0.0, "no_think_end"), (0.0, "no_think_end")]

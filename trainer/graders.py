@@ -15,6 +15,7 @@ extraction. `ssp eval` runs them beside the other math protocol (trainer/rewards
 
 from __future__ import annotations
 
+import math
 import re
 
 from trainer.math_answer import THINK_END, braced, hedge_in_box, strip_hidden
@@ -131,9 +132,11 @@ def _plain(expr: str) -> str:
     s = re.sub(r"(\d),(?=\d{3}(\D|$))", r"\1", s)  # 1,000,000 -> 1000000
     try:
         f = float(s)
-        if f == int(f) and abs(f) < 1e15:
+        if math.isinf(f) or s.strip().lower() in ("inf", "infinity", "+inf", "-inf", "-infinity"):
+            s = ("-" if f < 0 else "") + "\\infty"  # `inf`, `Infinity`, `1e999`: infinity, not an overflow
+        elif f == int(f) and abs(f) < 1e15:
             s = str(int(f))
-    except ValueError:
+    except (ValueError, OverflowError):  # not a number; nan
         pass
     return s.replace(" ", "").lower()
 
