@@ -103,9 +103,11 @@ def _set_subreaper() -> bool:
 
 
 def _bwrap_args(bwrap: str, box: list[str], scratch_bytes: int) -> list[str]:
-    """bwrap's arguments; `box` are the mount arguments that put the program's files under /box."""
-    args = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
-            "--ro-bind", "/usr", "/usr", "--proc", "/proc", "--dev", "/dev",
+    """bwrap's arguments; `box` are the mount arguments that put the program's files under /box.
+    --as-pid-1: no bwrap init in the sandbox, so every process in it runs under the boot's seccomp filter; a
+    read-only /proc: no process can open another's (or its own) /proc/<pid>/mem for writing."""
+    args = [bwrap, "--unshare-all", "--as-pid-1", "--die-with-parent", "--new-session", "--clearenv",
+            "--ro-bind", "/usr", "/usr", "--proc", "/proc", "--remount-ro", "/proc", "--dev", "/dev",
             "--size", str(scratch_bytes), "--tmpfs", "/dev/shm", "--remount-ro", "/dev"]
     for name in ("bin", "lib", "lib64", "sbin"):
         if os.path.islink(f"/{name}"):
@@ -259,8 +261,17 @@ def _compile_boot(python: str, where: str) -> str:
     return str(out)
 
 
+def _sandbox_init(pid: int) -> bool:
+    """Whether `pid` is pid 1 of a pid namespace below ours: a sandboxed program (bwrap --as-pid-1)."""
+    with contextlib.suppress(OSError, IndexError):
+        nspid = Path(f"/proc/{pid}/status").read_text().split("NSpid:")[1].split("\n")[0].split()
+        return len(nspid) > 1 and nspid[-1] == "1"
+    return False
+
+
 def _reap_zombies() -> None:
-    """Reap zombie bwrap processes re-parented to us (subreaper) that no thread is waiting on."""
+    """Reap zombie bwrap processes, and sandboxed programs (pid 1 in their sandbox) whose bwrap died first,
+    re-parented to us (subreaper) that no thread is waiting on."""
     with _live_lock:
         for task in os.listdir("/proc/self/task"):
             try:
@@ -275,7 +286,7 @@ def _reap_zombies() -> None:
                 except OSError:
                     continue
                 comm, state = stat[stat.index("(") + 1: stat.rindex(")")], stat[stat.rindex(")") + 2]
-                if state == "Z" and comm == "bwrap":
+                if state == "Z" and (comm == "bwrap" or _sandbox_init(pid)):
                     with contextlib.suppress(ChildProcessError):
                         os.waitpid(pid, os.WNOHANG)
 

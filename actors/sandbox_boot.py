@@ -16,17 +16,35 @@ import errno
 import resource
 import sys
 
-# Denied with EPERM: processes, namespaces, mounts, kernel attack surface, SysV IPC, cross-process memory.
-BLOCKED = ["execve", "execveat", "setsid", "setpgid", "ptrace", "unshare", "setns", "mount", "umount2",
-           "pivot_root", "chroot", "move_mount", "open_tree", "fsopen", "fsmount", "fsconfig", "fspick",
-           "mount_setattr", "bpf", "keyctl", "add_key", "request_key", "perf_event_open", "userfaultfd",
-           "io_uring_setup", "io_uring_enter", "io_uring_register", "process_vm_readv", "process_vm_writev",
-           "pidfd_getfd", "kcmp", "name_to_handle_at", "open_by_handle_at", "kexec_load", "kexec_file_load",
-           "init_module", "finit_module", "delete_module", "shmget", "shmat", "shmctl", "shmdt", "semget",
-           "semop", "semctl", "semtimedop", "msgget", "msgsnd", "msgrcv", "msgctl", "iopl", "ioperm",
-           "swapon", "swapoff", "reboot", "syslog", "acct", "quotactl", "personality", "fanotify_init"]
+# The filter is an allowlist of what CPython and its standard library use (files, pipes, threads, fork,
+# multiprocessing, unix sockets, signals, timers, mmap, sqlite, ctypes); every other syscall fails with EPERM.
+# Out on purpose: execve (no other program), setsid/setpgid, namespaces, mounts, ptrace, process_vm_*, SysV
+# IPC, io_uring, bpf, keyrings, perf, userfaultfd, splice, mlock, seccomp itself. A name this libseccomp or
+# arch lacks is skipped (aarch64 has no open/stat/fork).
+ALLOWED = """read write readv writev pread64 pwrite64 preadv pwritev preadv2 pwritev2 lseek close close_range
+dup dup2 dup3 pipe pipe2 fcntl flock fsync fdatasync ftruncate truncate fallocate fadvise64 sendfile readahead
+copy_file_range open openat openat2 creat stat fstat lstat newfstatat statx statfs fstatfs access faccessat
+faccessat2 readlink readlinkat getdents getdents64 getcwd chdir fchdir mkdir mkdirat rmdir unlink unlinkat
+rename renameat renameat2 link linkat symlink symlinkat chmod fchmod fchmodat chown fchown fchownat lchown utime
+utimes utimensat futimesat umask getxattr lgetxattr fgetxattr listxattr llistxattr flistxattr brk mmap munmap
+mprotect mremap madvise msync mincore memfd_create fork vfork wait4 waitid exit exit_group restart_syscall
+getpid getppid gettid getuid geteuid getgid getegid getresuid getresgid getgroups getpgid getpgrp getsid
+set_tid_address set_robust_list rseq futex futex_waitv kill tkill tgkill pidfd_open pidfd_send_signal
+sched_yield sched_getaffinity sched_setaffinity sched_getparam sched_getscheduler sched_get_priority_max
+sched_get_priority_min getpriority setpriority getrusage times getcpu prlimit64 getrlimit setrlimit uname
+sysinfo rt_sigaction rt_sigprocmask rt_sigreturn rt_sigpending rt_sigtimedwait rt_sigsuspend sigaltstack pause
+alarm getitimer setitimer signalfd signalfd4 timer_create timer_settime timer_gettime timer_getoverrun
+timer_delete timerfd_create timerfd_settime timerfd_gettime clock_gettime clock_getres clock_nanosleep
+nanosleep gettimeofday time poll ppoll select pselect6 epoll_create epoll_create1 epoll_ctl epoll_wait
+epoll_pwait epoll_pwait2 eventfd eventfd2 getrandom connect bind listen accept accept4 sendto recvfrom sendmsg
+recvmsg sendmmsg recvmmsg shutdown getsockname getpeername setsockopt getsockopt""".split()
+# ioctl: TCGETS, TIOCGWINSZ, FIONREAD, FIONBIO, FIONCLEX, FIOCLEX (isatty, terminal size, os.set_inheritable).
+IOCTLS = [0x5401, 0x5413, 0x541B, 0x5421, 0x5450, 0x5451]
+# prctl: PR_SET/GET_PDEATHSIG, PR_GET_DUMPABLE, PR_SET/GET_NAME, PR_GET_NO_NEW_PRIVS, PR_SET_VMA (glibc).
+PRCTLS = [1, 2, 3, 15, 16, 39, 0x53564D41]
 AF_UNIX = 1
-NS_FLAGS = [0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000, 0x80]
+NS_FLAGS = 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000 | 0x80
+S_IFMT, S_IFIFO = 0o170000, 0o010000
 
 
 def set_limits(mem: int, cpu: int, nproc: int, fsize: int, nofile: int) -> None:
@@ -39,18 +57,27 @@ def set_limits(mem: int, cpu: int, nproc: int, fsize: int, nofile: int) -> None:
 def install_seccomp() -> None:
     import seccomp  # Debian python3-seccomp (/usr/lib/python3/dist-packages, on sys.path since main())
 
-    f = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
-    for name in BLOCKED:
+    allow, eq = seccomp.ALLOW, seccomp.EQ
+    f = seccomp.SyscallFilter(defaction=seccomp.ERRNO(errno.EPERM))
+    for name in ALLOWED:
         try:
-            f.add_rule(seccomp.ERRNO(errno.EPERM), name)
+            f.add_rule(allow, name)
         except (RuntimeError, ValueError, OSError):  # a name this libseccomp/arch does not know
             pass
-    # Sockets: AF_UNIX only (no IP, netlink, packet, vsock, ...).
-    f.add_rule(seccomp.ERRNO(errno.EAFNOSUPPORT), "socket", seccomp.Arg(0, seccomp.NE, AF_UNIX))
-    f.add_rule(seccomp.ERRNO(errno.EAFNOSUPPORT), "socketpair", seccomp.Arg(0, seccomp.NE, AF_UNIX))
+    for name in ("socket", "socketpair"):  # AF_UNIX only (no IP, netlink, packet, vsock, ...)
+        f.add_rule(allow, name, seccomp.Arg(0, eq, AF_UNIX))
+        f.add_rule(seccomp.ERRNO(errno.EAFNOSUPPORT), name, seccomp.Arg(0, seccomp.NE, AF_UNIX))
+    f.add_rule(allow, "clone", seccomp.Arg(0, seccomp.MASKED_EQ, NS_FLAGS, 0))  # no new namespace of any kind
     f.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")  # flags not filterable; glibc falls back to clone
-    for flag in NS_FLAGS:  # clone into a new namespace of any kind
-        f.add_rule(seccomp.ERRNO(errno.EPERM), "clone", seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag))
+    for cmd in IOCTLS:
+        f.add_rule(allow, "ioctl", seccomp.Arg(1, eq, cmd))
+    for opt in PRCTLS:
+        f.add_rule(allow, "prctl", seccomp.Arg(0, eq, opt))
+    for name, arg in (("mknodat", 2), ("mknod", 1)):  # os.mkfifo, never a device
+        try:
+            f.add_rule(allow, name, seccomp.Arg(arg, seccomp.MASKED_EQ, S_IFMT, S_IFIFO))
+        except (RuntimeError, ValueError, OSError):  # no mknod on aarch64
+            pass
     f.load()
 
 

@@ -36,26 +36,30 @@ def _median_ms(fn, n: int = 50) -> float:
     return statistics.median(ts) * 1000
 
 
-def bench_math() -> float:
+def bench_math(checker_cls=MathChecker) -> float:
+    """math-500's gold answers, each boxed after a closed think block, checked against itself."""
     answers = [json.loads(x)["answer"] for x in (SHARED / "data/math/eval/math500.jsonl").read_text().splitlines()]
-    checkers = [MathChecker(timeout_s=5) for _ in range(WORKERS)]
+    checkers = [checker_cls(timeout_s=5) for _ in range(WORKERS)]
     for c in checkers:
         c.check("<think>.</think>\\boxed{1}", "1")  # start the helpers outside the timing
     chunks = [answers[k::WORKERS] for k in range(WORKERS)]
     t0 = time.perf_counter()
     with ThreadPoolExecutor(WORKERS) as ex:
-        list(ex.map(lambda k: [checkers[k].check(f"<think>.</think>\\boxed{{{a}}}", a) for a in chunks[k]], range(WORKERS)))
+        list(ex.map(lambda k: [checkers[k].check(f"<think>.</think>\\boxed{{{a}}}", a) for a in chunks[k]],
+                    range(WORKERS)))
     rate = len(answers) / (time.perf_counter() - t0)
     for c in checkers:
         c.close()
     return rate
 
 
-def bench_code(sb: Sandbox) -> float:
+def bench_code(sb: Sandbox, grader=None) -> float:
+    """MBPP's first 200 reference solutions through `grader` (a code_grader module; this checkout's by default)."""
+    grade, tests_of = (grader.grade_code, grader.mbpp_tests) if grader else (grade_code, mbpp_tests)
     rows = [json.loads(x) for x in (SHARED / "data/code/mbpp_sanitized.jsonl").read_text().splitlines()][:200]
     t0 = time.perf_counter()
     with ThreadPoolExecutor(WORKERS) as ex:
-        results = list(ex.map(lambda r: grade_code(f"```python\n{r['reference_solution']}\n```", mbpp_tests(r), sb),
+        results = list(ex.map(lambda r: grade(f"```python\n{r['reference_solution']}\n```", tests_of(r), sb),
                               rows))
     assert all(r.reward == 1.0 for r in results), [r.reason for r in results if r.reward != 1.0][:5]
     return len(rows) / (time.perf_counter() - t0)
@@ -77,25 +81,32 @@ def one_call(ch) -> None:
     assert ch.request({"op": "call", "target": "f", "args": [], "kwargs": {"$dict": []}}) == {"ok": 1}
 
 
-def baseline_sandbox(checkout: str):
-    """`run` of the Sandbox in another checkout of this repo (e.g. the commit before issue 12), imported
-    under its own module name so both run side by side in this process."""
+def load_baseline(checkout: str, package: str, relpath: str, name: str):
+    """Module `relpath` of another checkout of this repo (e.g. the commit before an issue), imported under
+    `name` with its own `package.*` imports resolved there, so both versions run side by side in this process."""
     import importlib.util
 
     root = Path(checkout).resolve()
-    sys.path.insert(0, str(root))  # its own `actors.*` imports resolve there while it loads
-    saved = {k: sys.modules.pop(k) for k in list(sys.modules) if k == "actors" or k.startswith("actors.")}
+    sys.path.insert(0, str(root))  # its own imports resolve there while it loads
+    mine = [k for k in sys.modules if k.split(".")[0] in (package, "trainer", "actors")]
+    saved = {k: sys.modules.pop(k) for k in mine}
     try:
-        spec = importlib.util.spec_from_file_location("baseline_sandbox", root / "actors/sandbox.py")
+        spec = importlib.util.spec_from_file_location(name, root / relpath)
         mod = importlib.util.module_from_spec(spec)
-        sys.modules["baseline_sandbox"] = mod  # dataclasses look their module up there
+        sys.modules[name] = mod  # dataclasses look their module up there
         spec.loader.exec_module(mod)
     finally:
         sys.path.remove(str(root))
-        for k in [k for k in sys.modules if k == "actors" or k.startswith("actors.")]:
+        for k in [k for k in sys.modules if k.split(".")[0] in (package, "trainer", "actors")]:
             del sys.modules[k]
         sys.modules.update(saved)
-    return mod.Sandbox(mod.SandboxLimits(timeout_s=10), uids=[63910])
+    return mod
+
+
+def baseline_grader(checkout: str):
+    """(the other checkout's code_grader module, a Sandbox of its own with two slots)."""
+    mod = load_baseline(checkout, "actors", "actors/code_grader.py", "baseline_code_grader")
+    return mod, mod.Sandbox(mod.SandboxLimits(timeout_s=10), uids=[63910, 63911])
 
 
 def main() -> None:
@@ -107,17 +118,21 @@ def main() -> None:
     sb = Sandbox(SandboxLimits(timeout_s=10), uids=[63900 + k for k in range(WORKERS)])
     assert sb.cgroups is not None, "no cgroup: these figures would not be the ones CI and users get"
     math_rate = bench_math()
+    old_math = bench_math(load_baseline(args.baseline, "trainer", "trainer/rewards.py", "baseline_rewards").MathChecker) \
+        if args.baseline else None
     code_rate = bench_code(sb)
+    if args.baseline:
+        old_grader, old = baseline_grader(args.baseline)
+        old_code = bench_code(old, old_grader)
     fns = {"plain": lambda: subprocess.run([SYSTEM_PYTHON, "-c", "pass"], check=True),
            "sandbox": lambda: sb.run("pass"),
            "serve": lambda: sb.serve("def f():\n    return 1\n", one_call)}
     if args.baseline:
-        old = baseline_sandbox(args.baseline)
         fns["baseline"] = lambda: old.run("pass")
     ms = interleaved_ms(fns)
     if args.baseline:
-        print(f"baseline sandbox ({args.baseline}): {ms['baseline']:.1f} ms, "
-              f"overhead {ms['baseline'] - ms['plain']:.1f} ms")
+        print(f"baseline ({args.baseline}): sandbox {ms['baseline']:.1f} ms, overhead "
+              f"{ms['baseline'] - ms['plain']:.1f} ms; math {old_math:.1f} checks/s; code {old_code:.1f} checks/s")
     print(f"math: {math_rate:.1f} checks/s   code: {code_rate:.1f} checks/s (MBPP references, {WORKERS} workers)")
     print(f"trivial program: sandbox {ms['sandbox']:.1f} ms, plain subprocess {ms['plain']:.1f} ms; "
           f"serving run with one harness call {ms['serve']:.1f} ms (medians of 60, interleaved)")
@@ -125,8 +140,9 @@ def main() -> None:
                       "sandbox_ms": round(ms["sandbox"], 2), "plain_subprocess_ms": round(ms["plain"], 2),
                       "sandbox_overhead_ms": round(ms["sandbox"] - ms["plain"], 2),
                       "harness_split_ms": round(ms["serve"] - ms["sandbox"], 2),
-                      **({"baseline_sandbox_overhead_ms": round(ms["baseline"] - ms["plain"], 2)}
-                         if args.baseline else {})}))
+                      **({"baseline_sandbox_overhead_ms": round(ms["baseline"] - ms["plain"], 2),
+                          "baseline_math_checks_per_s": round(old_math, 1),
+                          "baseline_code_checks_per_s": round(old_code, 1)} if args.baseline else {})}))
 
 
 if __name__ == "__main__":

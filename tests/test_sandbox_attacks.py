@@ -243,6 +243,77 @@ def test_seccomp_denies_kernel_surface_and_non_unix_sockets(sb):
     assert lines[-1] == "unix ok"
 
 
+# What a program that took over another process of the sandbox would try (issue: bwrap's unfiltered init was
+# written through /proc/1/mem, then made user namespaces, inet sockets and SysV shared memory).
+TAKEOVER = ("import ctypes, os, socket\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+            "def say(*a):\n    os.write(1, (' '.join(map(str, a)) + '\\n').encode())\n"
+            "def seccomp(pid):\n"
+            "    st = open(f'/proc/{pid}/status').read()\n"
+            "    return st.split('Name:')[1].split()[0], st.split('Seccomp:')[1].split()[0]\n"
+            "def write_mem(pid):\n"
+            "    try:\n        fd = os.open(f'/proc/{pid}/mem', os.O_RDWR)\n"
+            "    except OSError as e:\n        return e.errno\n"
+            "    return 'opened'\n"
+            "def attacks(who):\n"
+            "    say(who, 'seccomp', *seccomp('self'))\n"
+            "    say(who, 'mem1', write_mem(1))\n"
+            "    say(who, 'memparent', write_mem(os.getppid()) if os.getppid() else 'none')\n"
+            "    try:\n        socket.socket(socket.AF_INET); say(who, 'inet', 'opened')\n"
+            "    except OSError as e:\n        say(who, 'inet', e.errno)\n"
+            "    say(who, 'userns', libc.unshare(0x10000000), ctypes.get_errno())\n"
+            "    say(who, 'shmget', libc.shmget(0, 1 << 20, 0o1600), ctypes.get_errno())\n"
+            "say('pid', os.getpid())\n"
+            "say('all', sorted(seccomp(p) for p in os.listdir('/proc') if p.isdigit()))\n"
+            "attacks('main')\n"
+            "pid = os.fork()\n"
+            "if pid == 0:\n    attacks('child')\n    os._exit(0)\n"
+            "os.waitpid(pid, 0)\n")
+
+
+def test_init_is_filtered_and_not_writable_and_forked_children_are_filtered(sb):
+    """No unfiltered process in the sandbox (bwrap --as-pid-1: the program is pid 1, no bwrap init), and no
+    process can open another's /proc/<pid>/mem for writing (read-only /proc); a forked child is filtered too."""
+    r = sb.run(TAKEOVER)
+    assert r.returncode == 0, r.stderr
+    out = dict(line.split(" ", 1) for line in r.stdout.splitlines())
+    assert out["pid"] == "1"  # the program itself is the sandbox's init
+    assert out["all"] == str([("python3", "2")]), out["all"]  # every process in the sandbox: filter on
+    for who in ("main", "child"):
+        got = {line.split()[1]: line.split()[2:] for line in r.stdout.splitlines() if line.startswith(who + " ")}
+        assert got["seccomp"] == ["python3", "2"], (who, got)
+        assert got["mem1"] == ["30"], (who, got)  # EROFS: /proc/1/mem is not writable, not even by pid 1
+        assert got["memparent"] == (["30"] if who == "child" else ["none"]), (who, got)
+        assert got["inet"] == ["97"] and got["userns"] == ["-1", "1"] and got["shmget"] == ["-1", "1"], (who, got)
+
+
+ALLOWLIST_DENIES = {"x86_64": {"splice": 275, "mlock": 149, "inotify_init1": 294, "mq_open": 240, "seccomp": 317,
+                               "memfd_secret": 447, "set_mempolicy": 238, "acct": 163, "no_such_syscall": 1000},
+                    "aarch64": {"splice": 76, "mlock": 228, "inotify_init1": 26, "mq_open": 180, "seccomp": 277,
+                                "memfd_secret": 447, "set_mempolicy": 237, "acct": 89, "no_such_syscall": 1000}}
+
+
+def test_seccomp_is_an_allowlist(sb):
+    """Syscalls no blocklist named are denied (EPERM), as are ioctls and prctls off the list; what CPython and its
+    standard library use still works (threads, a fork pool, unix sockets, a fifo, select)."""
+    nums = ALLOWLIST_DENIES[os.uname().machine]
+    code = ("import ctypes, os, select, socket, threading, multiprocessing\n"
+            "libc = ctypes.CDLL(None, use_errno=True)\n"
+            f"for name, nr in {sorted(nums.items())!r}:\n"
+            "    print(name, libc.syscall(nr, 0, 0, 0, 0, 0, 0), ctypes.get_errno())\n"
+            "print('TIOCSTI', libc.ioctl(0, 0x5412, b'x'), ctypes.get_errno())\n"
+            "print('PR_SET_DUMPABLE', libc.prctl(4, 1, 0, 0, 0), ctypes.get_errno())\n"
+            "t = threading.Thread(target=print, args=('thread ok',)); t.start(); t.join()\n"
+            "with multiprocessing.Pool(2) as pool:\n    print('pool', pool.map(abs, [-1, -2, 3]))\n"
+            "a, b = socket.socketpair(); a.send(b'x'); print('unix', b.recv(1), select.select([a], [a], [], 0)[1] == [a])\n"
+            "os.mkfifo('/scratch/fifo'); print('fifo', os.path.exists('/scratch/fifo'))\n")
+    r = sb.run(code)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    for line in lines[:len(nums) + 2]:
+        assert line.split()[1:] == ["-1", "1"], line
+    assert lines[len(nums) + 2:] == ["thread ok", "pool [1, 2, 3]", "unix b'x' True", "fifo True"], lines
+
+
 def test_two_sandboxes_with_default_uids_leave_each_other_alone():
     """Two sandboxes on one host (e.g. `ssp verify` while `ssp rl` runs) reserve different uids, and each one's
     cleanup kills only its own runs."""
