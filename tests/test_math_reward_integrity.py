@@ -45,8 +45,17 @@ CLASSES: dict[str, list[tuple[str, str, dict, int]]] = {
         (T + "The answer is not \\boxed{18}.", "18", {}, 0),  # a negation
         (T + "We need x or 18.\nAnswer: x or 18", "18", {"unboxed": True}, 0),
         (T + "There are 18 apples.", "18", {"unboxed": True}, 0),  # a number picked out of other text
+        (T + "\\boxed{18 \\text{ (rounded)}}", "18", {}, 0),  # a qualified value
+        (T + "\\boxed{18\\dots}", "18", {}, 0),
+        (T + "\\boxed{18+}", "18", {}, 0),  # "18 or more"
+        (T + "\\boxed{\\begin{cases} 18 \\\\ 21 \\end{cases}}", "18", {}, 0),
+        (T + "\\boxed{18}\n\n$21$", "18", {}, 0),  # another value shown after the answer
+        (T + "\\boxed{18}\n\n21", "18", {}, 0),
+        (T + "\\boxed{18} <think>maybe 21", "18", {}, 0),  # thinking reopened after the answer
         (T + "\\boxed{17 \\text{ or } 21}", "18", {}, 0),  # control
         (T + "The answer is \\boxed{18}.", "18", {}, 1),  # positive
+        (T + "**Final Answer**\n\\[\n\\boxed{18}\n\\]", "18", {}, 1),
+        (T + "So $x = \\boxed{18}$.\nWe used 2 steps.", "18", {}, 1),
         (T + "So \\boxed{18}. Checking again: \\boxed{18}", "18", {}, 1),  # boxes that agree
         (T + "\\boxed{18, 21}", "\\{18, 21\\}", {}, 1),  # a set gold given as a set
         (T + "\\boxed{\\{21, 18\\}}", "\\{18, 21\\}", {}, 1),
@@ -109,8 +118,12 @@ CLASSES: dict[str, list[tuple[str, str, dict, int]]] = {
         (T + "\\iffalse \\boxed{18} \\fi \\boxed{17}", "18", {}, 0),
         (T + "\\phantom{\\boxed{18}}", "18", {}, 0),
         (T + "<!-- \\boxed{18} -->", "18", {}, 0),  # only hidden: no answer
+        (T + "[//]: # (\\boxed{18})\n\\boxed{17}", "18", {}, 0),  # a markdown comment
+        (T + "<span style=\"display:none\">\\boxed{18}</span>\\boxed{17}", "18", {}, 0),  # a hidden element
+        (T + "\\boxed{\\textcolor{white}{18}}", "18", {}, 0),  # white ink
         (T + "<!-- note --> \\boxed{17}", "18", {}, 0),  # control
         (T + "<!-- \\boxed{17} --> \\boxed{18}", "18", {}, 1),  # the visible box is the answer
+        (T + "\\boxed{18}\n[//]: # (\\boxed{17})", "18", {}, 1),
         (T + "A 50% rise, so \\boxed{18}", "18", {}, 1),  # a percent sign is not a comment
     ],
     "infinity": [

@@ -70,18 +70,32 @@ def last_boxed(text: str) -> str | None:
 # ---------------------------------------------------------------- the answer region
 
 _HTML_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.S)
+_MD_COMMENT = re.compile(r"^[ \t]*\[[^\]\n]*\]:[ \t]*(?:#|<>)[ \t]*(?:\(.*\)|\".*\")[ \t]*$", re.M)  # [//]: # (...)
+_HTML_HIDDEN = re.compile(r"<(\w+)\b[^>]*(?:display\s*:\s*none|visibility\s*:\s*hidden|\shidden\b)[^>]*>.*?(?:</\1\s*>|\Z)",
+                          re.S | re.I)
+_INVISIBLE_INK = re.compile(r"\\(?:textcolor|color)\s*\{\s*white\s*\}\s*(?=\{)")
 _IFFALSE = re.compile(r"\\iffalse\b.*?(?:\\fi\b|\Z)", re.S)
 _LATEX_COMMENT = re.compile(r"(?<![\\\d)}])%[^\n]*")  # `50%` and `\%` are percent signs, not comments
 _PHANTOM = re.compile(r"\\[hv]?phantom\s*(?=\{)")
 
 
 def strip_hidden(text: str) -> str:
-    """`text` without what a reader of the rendered response never sees: HTML comments, `\\iffalse ... \\fi`,
-    LaTeX `%` comments, and the argument of `\\phantom`/`\\hphantom`/`\\vphantom`."""
+    """`text` without what a reader of the rendered response never sees: HTML comments and hidden elements,
+    markdown comments (`[//]: # (...)`), `\\iffalse ... \\fi`, LaTeX `%` comments, and the argument of
+    `\\phantom`/`\\hphantom`/`\\vphantom` and of white ink (`\\textcolor{white}{...}`)."""
     text = _HTML_COMMENT.sub(" ", text)
+    text = _HTML_HIDDEN.sub(" ", text)
+    text = _MD_COMMENT.sub(" ", text)
     text = _IFFALSE.sub(" ", text)
     text = _LATEX_COMMENT.sub("", text)
-    while (m := _PHANTOM.search(text)) is not None:
+    for hidden in (_PHANTOM, _INVISIBLE_INK):
+        text = _drop_groups(text, hidden)
+    return text
+
+
+def _drop_groups(text: str, pattern: re.Pattern) -> str:
+    """`text` with each match of `pattern` and the brace group after it removed."""
+    while (m := pattern.search(text)) is not None:
         inner = braced(text, m.end())
         end = m.end() + (len(inner) + 2 if inner is not None else 0)
         text = text[:m.start()] + " " + (text[end:] if inner is not None else text[m.end():])
@@ -99,7 +113,8 @@ def answer_region(response: str, think: str = "required") -> tuple[str | None, s
     if n > 1:
         return None, "think_malformed"
     if n == 1:
-        return strip_hidden(response.split(THINK_END, 1)[1]), ""
+        region = response.split(THINK_END, 1)[1]
+        return (None, "think_malformed") if THINK_START in region else (strip_hidden(region), "")
     if think == "required":
         return None, "no_think_end"
     if THINK_START in response:
@@ -131,8 +146,10 @@ def final_answer_line(region: str) -> str | None:
 
 _WORDS_IN_BOX = re.compile(
     r"\b(or|and|either|maybe|perhaps|possibly|probably|likely|approximately|approx|about|around|roughly|"
-    r"unless|if|except|otherwise|depending|nor|not|neither)\b", re.I)
-_ALTERNATIVE_OPS = re.compile(r"\\(lor|vee|pm|mp|parallel)(?![A-Za-z])|±|∓|∨|;|\|\|")
+    r"unless|if|except|otherwise|depending|nor|not|neither|rounded|estimated?|nearly|almost|close|least|most|"
+    r"more|less|over|under|between|any|some|all)\b", re.I)
+_ALTERNATIVE_OPS = re.compile(r"\\(lor|vee|pm|mp|parallel|dots|ldots|cdots|vdots|ddots|mid)(?![A-Za-z])|±|∓|∨|;|\|\||…|"
+                              r"\.\.\.|&|\\\\|[-+]\s*$")
 _RELATION = re.compile(
     r"\\(approx|simeq|sim|cong|equiv|neq|ne|leq?|geq?|leqslant|geqslant|lt|gt|ll|gg|propto|in|notin|subset|"
     r"subseteq|supset|supseteq|to|rightarrow|Rightarrow|implies|iff|Leftrightarrow|mapsto)(?![A-Za-z])|[<>≈≠≤≥∈→⇒]|!=")
@@ -193,15 +210,19 @@ def assigned_value(content: str) -> str:
 _TAIL_HEDGE = re.compile(
     r"\b(or|alternatively|otherwise|either|maybe|perhaps|possibly|probably|might|could|unless|if|assuming|"
     r"provided|not|approximately|roughly|about|around|guess|unsure|uncertain)\b|n't\b|\\neq?\b|\\approx|≠|≈", re.I)
+_MATH_AFTER = re.compile(r"\$[^$]*\d[^$]*\$|\\\(.*?\d.*?\\\)|\\\[.*?\d.*?\\\]|^[\s*>-]*[-+]?\d[\d.,/\s]*[\s.*]*$",
+                         re.M | re.S)
 _SENTENCE_END = re.compile(r"(?<!\d)[.!?](?=\s)|\n\s*\n")
 
 
 def hedge_around(region: str, start: int, end: int) -> str | None:
     """"hedged" when the sentence holding the last box (from the previous sentence's end) or the text after it
     qualifies the answer or offers another (`or 6`, `if n is even`, `not 5`, `approximately`); else None."""
-    before = region[:start]
+    before, after = region[:start], region[end:]
+    if _MATH_AFTER.search(after):  # another value shown after the answer: `\\boxed{18}  $21$`
+        return "hedged"
     cut = max((m.end() for m in _SENTENCE_END.finditer(before)), default=0)
-    tail = before[cut:] + " ANSWER " + region[end:]
+    tail = before[cut:] + " ANSWER " + after
     tail = re.sub(r"\\(text|textbf|mathrm|mbox|textit)\s*\{([^{}]*)\}", r" \2 ", tail)
     return "hedged" if _TAIL_HEDGE.search(tail) else None
 
