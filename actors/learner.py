@@ -20,7 +20,7 @@ import ray
 import torch
 from torch import Tensor
 
-from actors.learner_config import LearnerConfig, LossConfig
+from actors.config import LearnerConfig, LossConfig
 from actors.train_engine import TrainEngine, lr_lambda, plan_micro_batches, token_logprobs
 from cluster.env import learner_env
 from trainer.losses import group_advantages, policy_loss, token_weights

@@ -14,29 +14,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from typing import Literal
 
 import ray
 
 from actors import weight_sync
-from actors.engine import EngineConfig, SamplingConfig, make_llm, sampling_params, set_engine_env
-from ssp.config import cfg
-
-
-@dataclass
-class RolloutConfig:
-    num_engines: int = cfg(1, "rollout actors, one vLLM engine each", ge=1)
-    num_cpus_per_engine: float = cfg(1.0, "Ray CPUs reserved per engine actor", gt=0)
-    num_gpus_per_engine: float = cfg(0.0, "Ray GPUs reserved per engine actor (engine.tensor_parallel_size on GPU)", ge=0)
-    resources: dict[str, float] = cfg({}, "custom Ray resources per engine actor, e.g. {ssp_gpu: 1} to place "
-                                          "engines on the GPU worker group of k8s/raycluster.yaml")
-    sampling_mode: Literal["n", "repeat"] = cfg("n", "'n': one request with SamplingParams.n=G; 'repeat': G copies of the prompt")
-    startup_timeout_s: float = cfg(300.0, "fail loudly if an engine is not ready within this time", gt=0)
-    request_timeout_s: float = cfg(600.0, "fail loudly if one generate call takes longer", gt=0)
-    max_retries: int = cfg(2, "times a shard is retried on another (or the restarted) engine", ge=0)
-    max_restarts: int = cfg(3, "Ray restarts of a dead engine actor", ge=-1)
-    weight_sync: Literal["object-store"] = cfg("object-store", "how learner weights reach the engines "
-                                                                "(actors/weight_sync.py WEIGHT_SYNCS)")
+from actors.config import EngineConfig, RolloutConfig, SamplingConfig
+from actors.engine import make_llm, sampling_params, set_engine_env
 
 
 @dataclass

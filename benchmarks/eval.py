@@ -36,7 +36,8 @@ def main() -> None:
     ap.add_argument("overrides", nargs="*", help="config overrides (configs/tiny-cpu.yaml), e.g. eval.max_model_len=1024")
     args = ap.parse_args()
 
-    from actors.engine import SamplingConfig, make_llm, sampling_params
+    from actors.config import SamplingConfig
+    from actors.engine import make_llm, sampling_params
     from ssp.config import load_config
     from ssp.tree import SSPConfig
     from trainer.eval_run import run_eval

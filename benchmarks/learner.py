@@ -89,8 +89,9 @@ def main() -> None:
 
     import ray
 
-    from actors.learner import LearnerConfig
-    from trainer.tiny_model import TinyModelConfig, build
+    from actors.config import LearnerConfig
+    from trainer.config import TinyModelConfig
+    from trainer.tiny_model import build
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", help="an HF model dir (default: a tiny model built here)")

@@ -41,10 +41,12 @@ def main() -> None:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from actors.engine import EngineConfig, SamplingConfig, make_llm, sampling_params
-    from actors.rollout import RolloutConfig, RolloutPool
+    from actors.config import EngineConfig, RolloutConfig, SamplingConfig
+    from actors.engine import make_llm, sampling_params
+    from actors.rollout import RolloutPool
+    from trainer.config import TinyModelConfig
     from trainer.data import Problem, build_prompt
-    from trainer.tiny_model import TinyModelConfig, build, load_tokenizer
+    from trainer.tiny_model import build, load_tokenizer
 
     path = str(build(TinyModelConfig(), tempfile.mkdtemp(prefix="bench-rollout-")))
     tok = load_tokenizer(path)

@@ -14,8 +14,9 @@ import time
 
 import numpy as np
 
+from cluster.config import SchedulerConfig
 from cluster.redis_server import RedisServer
-from cluster.scheduler import ProblemScheduler, SchedulerConfig
+from cluster.scheduler import ProblemScheduler
 from cluster.scheduler_sim import record_many, simulate
 
 

@@ -43,7 +43,8 @@ def main() -> None:
 
     import requests
 
-    from actors.engine import SamplingConfig, make_llm, sampling_params
+    from actors.config import SamplingConfig
+    from actors.engine import make_llm, sampling_params
     from ssp.config import load_config
     from ssp.tree import SSPConfig
     from trainer.tiny_model import ensure_model, load_tokenizer

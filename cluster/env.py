@@ -40,7 +40,7 @@ def apply() -> None:
     runs, also Ray's token auth mode, which Ray reads when it is imported (so: first thing in a process)."""
     for k, v in _BASE.items():
         os.environ.setdefault(k, v)
-    from cluster.local import default_state_dir, live_state
+    from cluster.state import default_state_dir, live_state
 
     if live_state(default_state_dir()):
         os.environ.setdefault("RAY_AUTH_MODE", "token")

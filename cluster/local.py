@@ -22,30 +22,11 @@ import psutil
 
 from cluster.env import process_env
 from cluster.redis_server import RedisServer, attach, free_port
-
-STATE = "state.json"
+from cluster.state import STATE, default_state_dir, live_state, state_path  # noqa: F401  (re-exported)
 
 
 class ClusterError(RuntimeError):
     """`ssp cluster` could not do what was asked; the message says why."""
-
-
-def default_state_dir() -> str:
-    return os.environ.get("SSP_CLUSTER_DIR", "~/.ssp/cluster")
-
-
-def state_path(state_dir: str) -> Path:
-    return Path(os.path.expanduser(state_dir)) / STATE
-
-
-def live_state(state_dir: str) -> dict | None:
-    """What `up` recorded in state_dir, if that head is still running; else None."""
-    try:
-        st = json.loads(state_path(state_dir).read_text())
-    except (OSError, ValueError):
-        return None
-    pid = st.get("gcs_pid")
-    return st if pid and psutil.pid_exists(pid) else None
 
 
 def live_redis_url(state_dir: str) -> str | None:

@@ -6,29 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 
 import ray
 
+from cluster.config import ClusterConfig
 from cluster.env import process_env
-from cluster.local import default_state_dir, live_state
-from ssp.config import cfg
-
-
-@dataclass
-class ClusterConfig:
-    address: str | None = cfg(None, "Ray address ('auto', 'ray://host:10001'); None = RAY_ADDRESS or a local head")
-    num_cpus: int = cfg(8, "logical CPUs of a local head (stages run in turn, so this may exceed cores)", ge=1)
-    num_gpus: int = cfg(0, "GPUs of a local head", ge=0)
-    dashboard: bool = cfg(True, "start the Ray dashboard with a local head")
-    metrics_export_port: int | None = cfg(None, "Prometheus metrics port of a local head (None = Ray's choice; "
-                                                "`ssp cluster up`: a free port)")
-    port: int = cfg(6379, "GCS port of the head `ssp cluster up` starts", ge=1, le=65535)
-    dashboard_port: int = cfg(8265, "dashboard (and job API) port of the head `ssp cluster up` starts", ge=1,
-                              le=65535)
-    state_dir: str = cfg(default_state_dir(),
-                         "where `ssp cluster up` keeps its state file and Redis data (default: $SSP_CLUSTER_DIR "
-                         "or ~/.ssp/cluster); other commands attach to the cluster recorded there")
+from cluster.state import live_state
 
 
 def connect(config: ClusterConfig) -> dict:

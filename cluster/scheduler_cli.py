@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cluster.scheduler import ProblemScheduler, SchedulerConfig, open_scheduler, p_hat
+from cluster.config import SchedulerConfig
+from cluster.scheduler import ProblemScheduler, open_scheduler, p_hat
 from cluster.scheduler_io import export, import_
 
 
@@ -31,7 +32,7 @@ def register_cli(sub: Any) -> None:
 
 
 def _cli(args: argparse.Namespace) -> int:
-    from cluster.local import default_state_dir
+    from cluster.state import default_state_dir
 
     config = SchedulerConfig(redis_url=args.redis_url)
     up_dir = None if args.data_dir else default_state_dir()

@@ -35,7 +35,7 @@ def run_serve(args: argparse.Namespace) -> int:
         key = api_key(s)
     except OSError as e:
         raise DataError(f"serve.api_key_file: {e}") from None
-    from cluster.local import live_state
+    from cluster.state import live_state
 
     if args.detach and not (conf.cluster.address or os.environ.get("RAY_ADDRESS") or
                             live_state(conf.cluster.state_dir)):

@@ -5,20 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from actors.engine import EngineConfig, SamplingConfig
-from actors.learner_config import LearnerConfig
-from actors.rollout import RolloutConfig
+from actors.config import EngineConfig, LearnerConfig, RolloutConfig, SamplingConfig
 from actors.verifier import VerifierConfig
-from cluster.ray_cluster import ClusterConfig
-from cluster.scheduler import SchedulerConfig
-from serve.app import ServeConfig
+from cluster.config import ClusterConfig, SchedulerConfig
+from serve.config import ServeConfig
 from ssp.config import ConfigError, cfg
-from trainer.eval_run import EvalConfig
-from trainer.probe import SpectrumConfig
-from trainer.rl import RLConfig
-from trainer.sft import SFTConfig
-from trainer.tiny_model import TinyModelConfig
-from trainer.toy_tasks import ToyTaskConfig
+from trainer.config import EvalConfig, RLConfig, SFTConfig, SpectrumConfig, TinyModelConfig, ToyTaskConfig
 
 
 @dataclass

@@ -51,6 +51,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_llm(tiny_model_dir):
     """One in-process vLLM engine (CPU build) on the tiny model, shared by the tests that only read it."""
-    from actors.engine import EngineConfig, make_llm
+    from actors.config import EngineConfig
+    from actors.engine import make_llm
 
     return make_llm(str(tiny_model_dir), EngineConfig(max_model_len=256))

@@ -218,7 +218,7 @@ def test_names_selectors_secrets_and_claims_resolve_within_the_set():
 
 
 def test_the_scheduler_redis_matches_the_scheduler_config():
-    from cluster.scheduler import SchedulerConfig
+    from cluster.config import SchedulerConfig
 
     (sts,) = [d for d in by_kind("StatefulSet") if d["metadata"]["name"] == "ssp-redis"]
     args = sts["spec"]["template"]["spec"]["containers"][0]["args"]

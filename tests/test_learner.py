@@ -9,10 +9,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from actors.learner import LearnerConfig, LearnerGroup, find_checkpoint
+from actors.config import LearnerConfig, LossConfig
+from actors.learner import LearnerGroup, find_checkpoint
 from actors.train_engine import token_logprobs
-from trainer.losses import LossConfig
-from trainer.tiny_model import TinyModelConfig, build
+from trainer.config import TinyModelConfig
+from trainer.tiny_model import build
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +82,8 @@ def test_exported_checkpoint_vllm_matches_transformers(ray_cluster, model_1l, tm
     from transformers import AutoModelForCausalLM
     from vllm import SamplingParams
 
-    from actors.engine import EngineConfig, make_llm
+    from actors.config import EngineConfig
+    from actors.engine import make_llm
 
     out = tmp_path / "hf"
     _, sd = train_and_export(model_1l, 2, out)

@@ -7,8 +7,8 @@ import pytest
 import ray
 import torch
 
-from actors.engine import EngineConfig, SamplingConfig
-from actors.rollout import RolloutConfig, RolloutPool
+from actors.config import EngineConfig, RolloutConfig, SamplingConfig
+from actors.rollout import RolloutPool
 from trainer.data import Problem, build_prompt
 from trainer.tiny_model import load_tokenizer
 

@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from actors.engine import SamplingConfig, sampling_params
+from actors.config import SamplingConfig
+from actors.engine import sampling_params
+from trainer.config import TinyModelConfig
 from trainer.data import Problem, build_prompt
-from trainer.tiny_model import TinyModelConfig, build, load_tokenizer
+from trainer.tiny_model import build, load_tokenizer
 
 QWEN_TOK = "../shared/models/qwen2.5-tokenizer"
 REPO = Path(__file__).resolve().parents[1]

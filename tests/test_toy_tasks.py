@@ -1,8 +1,8 @@
 import re
 
 from trainer import toy_tasks
+from trainer.config import ToyTaskConfig
 from trainer.data import from_record
-from trainer.toy_tasks import ToyTaskConfig
 
 OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "mod": lambda a, b: a % b}
 

@@ -10,26 +10,13 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
-from ssp.config import cfg
 from trainer.data import DataError, Problem
 from trainer.eval import Scored, figures, score_stream
 from trainer.eval_suite import SuiteConfig, load_dataset, load_suite, user_content
 from trainer.graders import THINK_END, vote_answer
-
-
-@dataclass
-class EvalConfig:
-    suite: str = cfg("toy", "suite: a name in configs/eval/ (math, code, toy) or a YAML path")
-    out_dir: str = cfg("", "where samples.jsonl and the results go ('' = RUN_DIR/eval/<suite>-<model dir name>)")
-    limit: int = cfg(0, "first N problems of each dataset (0 = all)", ge=0)
-    n: int = cfg(0, "samples per problem (0 = the suite's n)", ge=0)
-    max_tokens: int = cfg(0, "response token limit (0 = the suite's)", ge=0)
-    max_model_len: int = cfg(0, "engine context (prompt + response) for the eval (0 = engine.max_model_len)", ge=0)
-    published: bool = cfg(True, "show VibeThinker-1.5B's published numbers beside ours")
-    verify_threads: int = cfg(4, "problems being scored at once while the engines generate", ge=1)
 
 
 def check_model(path: str):

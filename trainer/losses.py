@@ -18,7 +18,7 @@ from typing import get_args
 import torch
 from torch import Tensor
 
-from actors.learner_config import (  # noqa: F401
+from actors.config import (  # noqa: F401
     ADVANTAGE_NAMES,
     AGGREGATION_NAMES,
     CORRECTION_NAMES,

@@ -12,26 +12,9 @@ from __future__ import annotations
 import csv
 import json
 import random
-from dataclasses import dataclass
 from pathlib import Path
 
-from ssp.config import cfg
 from trainer.data import DataError, Problem
-
-
-@dataclass
-class SpectrumConfig:
-    probe_subdomains: list[str] = cfg(["add", "sub", "mul", "mod"], "the subdomains to find a specialist for (N=4 in "
-                                                                     "the paper)")
-    probe_files: list[str] = cfg([], "probe problem files (.jsonl/.parquet, split by their `subdomain`); empty = "
-                                     "toy problems carved out of the toy training split")
-    probe_problems: int = cfg(32, "problems per subdomain probe set (toy: at most a quarter of the subdomain's "
-                                  "training problems)", ge=1)
-    probe_n: int = cfg(16, "samples per probe problem (n >= K, for the unbiased Pass@K)", ge=1)
-    probe_k: int = cfg(8, "K of the Pass@K that picks each subdomain's specialist", ge=1)
-    probe_seed: int = cfg(1, "seed that picks the probe problems")
-    merge_weights: list[float] = cfg([], "weight of each specialist in the merge, in probe_subdomains order "
-                                         "(empty = 1/N each, as the paper)")
 
 
 def carve_probe(conf, train: list[Problem]) -> tuple[list[Problem], dict[str, list[Problem]]]:

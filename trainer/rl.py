@@ -17,50 +17,18 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import ray
 import yaml
 from tqdm import tqdm
 
-from ssp.config import cfg, to_dict
+from ssp.config import to_dict
 from trainer.batch_source import BATCH_SOURCES, RolloutBatch, Timer
+from trainer.config import PhaseConfig
 from trainer.data import Problem
 from trainer.eval import evaluate, stratified_subset
 from trainer.run_log import RunLog, summary_table
-
-
-@dataclass
-class PhaseConfig:
-    name: str = cfg("math", "phase name (also the scheduler namespace of the phase)")
-    steps: int = cfg(30, "RL steps in this phase", ge=0)
-    max_tokens: int = cfg(64, "max response tokens in this phase (the paper: 16K, then 32K)", ge=1)
-    subdomains: list[str] = cfg([], "train only on problems of these subdomains (empty = all)")
-    prefilter: bool = cfg(False, "drop problems already at pass rate exactly 0 or 1 when the phase starts")
-
-
-@dataclass
-class RLConfig:
-    batch_problems: int = cfg(32, "problems (groups) per step", ge=1)
-    group_size: int = cfg(8, "G: samples per problem", ge=2)
-    mode: Literal["sync", "one-step-off", "async"] = cfg(
-        "sync", "sync (on-policy) | one-step-off (generate t+1 while training t; staleness 1) | async (up to "
-                "rl.max_staleness batches generated ahead of the learner)")
-    max_staleness: int = cfg(2, "async: how many weight versions a batch may lag the learner (batches in flight)",
-                             ge=1)
-    pipeline: bool = cfg(True, "verify each problem's group as soon as the engines finish it, while the rest of "
-                               "the batch generates (same policy, same samples; only when the work happens)")
-    verify_threads: int = cfg(4, "driver threads sending finished groups to the verifier pool (rl.pipeline)", ge=1)
-    dynamic_sampling_rounds: int = cfg(0, "DAPO dynamic sampling: extra rounds to top up informative groups", ge=0)
-    phases: list[PhaseConfig] = cfg([PhaseConfig()], "the curriculum, run in order")
-    eval_every: int = cfg(10, "evaluate on held-out problems every N steps (0 = only before and after)", ge=0)
-    eval_k: int = cfg(8, "samples per held-out problem (Pass@1 of k)", ge=1)
-    eval_max_problems: int = cfg(0, "cap on held-out problems (0 = all)", ge=0)
-    checkpoint_every: int = cfg(10, "save learner + driver state every N steps (0 = only at the end)", ge=0)
-    max_learner_restarts: int = cfg(2, "automatic restarts from the last checkpoint after a learner failure", ge=0)
-    tensorboard: bool = cfg(False, "also write TensorBoard scalars (needs the tensorboard package)")
 
 
 class Run:

@@ -20,34 +20,10 @@ import random
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ssp.config import cfg
 from trainer.data import DataError, Problem, iter_jsonl
-
-
-@dataclass
-class SFTConfig:
-    steps: int = cfg(600, "optimizer steps (0 = skip SFT)", ge=0)
-    batch_size: int = cfg(64, "sequences per optimizer step, over all ranks", ge=1)
-    lr: float = cfg(2e-3, "peak AdamW learning rate", gt=0)
-    weight_decay: float = cfg(0.0, "AdamW weight decay", ge=0)
-    warmup_ratio: float = cfg(0.05, "share of the steps with a linear LR warm-up (the 3B report: 5%)", ge=0, le=1)
-    min_lr_ratio: float = cfg(0.1, "cosine decay floor, as a share of the peak LR", ge=0, le=1)
-    save_every: int = cfg(100, "save an HF checkpoint every k steps (and at the end)", ge=1)
-    num_workers: int = cfg(2, "Ray Train workers (data-parallel ranks); device, ZeRO stage and dtype come "
-                              "from the learner section", ge=1)
-    micro_batch_tokens: int = cfg(16384, "padded tokens (rows x longest row) per micro-batch", ge=1)
-    files: list[str] = cfg([], "chat-pair files (.jsonl/.parquet: `messages`, or `prompt`/`response`); "
-                              "empty = the training problems' solution traces")
-    decontam_ngram: int = cfg(10, "n of the n-gram rule that drops SFT examples sharing an n-gram with an eval or "
-                                   "probe problem (the paper: 10)", ge=1)
-    storage_path: str = cfg("", "where Ray Train keeps checkpoints (a path or URI); empty = RUN_DIR/sft")
-    max_failures: int = cfg(1, "Ray Train restarts after a worker failure (FailureConfig)", ge=0)
-    seed: int = cfg(0, "init/shuffle seed")
-
 
 # ---- data: chat pairs -> token ids --------------------------------------------------------------------
 

@@ -10,10 +10,10 @@ gives the same bytes.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
-from ssp.config import cfg
+from trainer.config import TinyModelConfig
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
 THINK_TOKENS = ("<think>", "</think>")  # added tokens but not special (as Qwen3 and DeepSeek-R1 have them): decoded
@@ -30,20 +30,6 @@ CHAT_TEMPLATE = (
 
 
 MARKER = "ssp_tiny_model.json"  # written by build(): what was built, from which config
-
-
-@dataclass
-class TinyModelConfig:
-    vocab_size: int = cfg(512, "BPE vocabulary size to train (ignored with tokenizer_from)", ge=64)
-    hidden_size: int = cfg(128, "model width", ge=8)
-    num_layers: int = cfg(4, "decoder layers", ge=1)
-    num_heads: int = cfg(4, "attention heads (head_dim = hidden_size / num_heads)", ge=1)
-    num_kv_heads: int = cfg(2, "key/value heads (GQA)", ge=1)
-    intermediate_size: int = cfg(384, "MLP width", ge=1)
-    max_position_embeddings: int = cfg(1024, "longest sequence the model accepts", ge=16)
-    seed: int = cfg(0, "seed for tokenizer corpus and weight init")
-    tokenizer_from: str | None = cfg(None, "use this HF tokenizer dir instead of training one "
-                                           "(e.g. ../shared/models/qwen2.5-tokenizer)")
 
 
 def train_tokenizer(texts: list[str], vocab_size: int):

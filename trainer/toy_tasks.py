@@ -17,23 +17,13 @@ import random
 import re
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
-from ssp.config import cfg
+from trainer.config import ToyTaskConfig
 
 MATH_SUBDOMAINS = ("add", "sub", "mul", "mod")
 SUBDOMAINS = (*MATH_SUBDOMAINS, "code")
 SOURCE = "ssp-rl toy tasks (generated)"
-
-
-@dataclass
-class ToyTaskConfig:
-    subdomains: list[Literal["add", "sub", "mul", "mod", "code"]] = cfg(list(SUBDOMAINS), "subdomains to generate: add, sub, mul, mod, code")
-    levels: list[int] = cfg([1, 2], "difficulty levels (digit count of the operands)")
-    per_cell: int = cfg(200, "problems per (subdomain, level) cell", ge=1)
-    seed: int = cfg(0, "random seed; the same seed gives the same problems and ids")
 
 
 def _think(steps: str, answer: str) -> str:

@@ -1,7 +1,9 @@
-"""The learner room's config (kept free of torch and ray so `ssp config` and a bad `ssp rl` answer fast).
+"""The actors room's config: vLLM engines and sampling, the rollout workers, the learner and its loss.
 
-The loss choices are the names of trainer/losses.py's registries; that module checks at import that its
-registries and these names agree, so a new variant is one function, one registry entry and one name here.
+Kept free of torch, vLLM and Ray so `ssp config` and a bad `ssp rl` answer fast. The loss choices are the names
+of trainer/losses.py's registries; that module checks at import that its registries and these names agree, so a
+new variant is one function, one registry entry and one name here. (The verifier's config is in
+actors/verifier.py.)
 """
 
 from __future__ import annotations
@@ -10,6 +12,47 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ssp.config import cfg
+
+
+@dataclass
+class EngineConfig:
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = cfg("float32", "weights/activations dtype for vLLM: float32, bfloat16, float16, auto")
+    max_model_len: int = cfg(512, "prompt + response token limit of the engine", ge=16)
+    enforce_eager: bool = cfg(True, "skip CUDA graphs / torch.compile (fast start; CPU default)")
+    tensor_parallel_size: int = cfg(1, "GPUs per engine", ge=1)
+    gpu_memory_utilization: float = cfg(0.5, "share of GPU memory for vLLM (GPU only)", gt=0, le=1)
+    kv_cache_gib: int = cfg(1, "CPU KV cache in GiB (sets VLLM_CPU_KVCACHE_SPACE; CPU only)", ge=1)
+    in_process: bool = cfg(True, "run the engine core in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0)")
+    max_num_batched_tokens: int = cfg(4096, "scheduler token budget; >= longest prompt so prompts are not "
+                                            "split (seeded sampling + chunked prefill crashes on vllm-cpu)", ge=16)
+    max_num_seqs: int = cfg(256, "concurrent sequences per engine", ge=1)
+    seed: int = cfg(0, "engine seed")
+
+
+@dataclass
+class SamplingConfig:
+    temperature: float = cfg(1.0, "sampling temperature", ge=0)
+    top_p: float = cfg(1.0, "nucleus sampling mass", gt=0, le=1)
+    top_k: int = cfg(-1, "top-k (-1 = off)", ge=-1)
+    max_tokens: int = cfg(64, "max response tokens", ge=1)
+    seed: int | None = cfg(None, "per-request seed (None = engine RNG)")
+
+
+@dataclass
+class RolloutConfig:
+    num_engines: int = cfg(1, "rollout actors, one vLLM engine each", ge=1)
+    num_cpus_per_engine: float = cfg(1.0, "Ray CPUs reserved per engine actor", gt=0)
+    num_gpus_per_engine: float = cfg(0.0, "Ray GPUs reserved per engine actor (engine.tensor_parallel_size on GPU)", ge=0)
+    resources: dict[str, float] = cfg({}, "custom Ray resources per engine actor, e.g. {ssp_gpu: 1} to place "
+                                          "engines on the GPU worker group of k8s/raycluster.yaml")
+    sampling_mode: Literal["n", "repeat"] = cfg("n", "'n': one request with SamplingParams.n=G; 'repeat': G copies of the prompt")
+    startup_timeout_s: float = cfg(300.0, "fail loudly if an engine is not ready within this time", gt=0)
+    request_timeout_s: float = cfg(600.0, "fail loudly if one generate call takes longer", gt=0)
+    max_retries: int = cfg(2, "times a shard is retried on another (or the restarted) engine", ge=0)
+    max_restarts: int = cfg(3, "Ray restarts of a dead engine actor", ge=-1)
+    weight_sync: Literal["object-store"] = cfg("object-store", "how learner weights reach the engines "
+                                                                "(actors/weight_sync.py WEIGHT_SYNCS)")
+
 
 ADVANTAGE_NAMES = Literal["grpo", "drgrpo"]
 AGGREGATION_NAMES = Literal["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"]
