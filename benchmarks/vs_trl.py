@@ -115,7 +115,7 @@ def trl_child(out: Path, start: str, base: list[str], seed: int) -> None:
     from ssp.config import load_config
     from ssp.tree import SSPConfig
     from trainer.data import build_prompt
-    from trainer.rl import load_problems_for
+    from trainer.splits import load_problems_for
     from trainer.tiny_model import load_tokenizer
 
     torch.set_num_threads(2)
@@ -202,7 +202,7 @@ def eval_checkpoints(run: Path, start: str, base: list[str]) -> list[tuple[int, 
     from ssp.config import load_config
     from ssp.tree import SSPConfig
     from trainer.eval import evaluate, stratified_subset
-    from trainer.rl import load_problems_for
+    from trainer.splits import load_problems_for
 
     conf = load_config(SSPConfig, CONFIG, [f"run_dir={run}", *base])
     _, held = load_problems_for(conf)

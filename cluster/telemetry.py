@@ -9,7 +9,42 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from trainer.run_log import STEP_METRICS, gauge_name
+# name -> description; the Ray gauge is `ssp_rl_<name>` with '/' turned into '_'
+STEP_METRICS = {
+    "reward_mean": "mean reward of the step's samples",
+    "pass_rate": "share of samples verified correct",
+    "zero_adv_frac": "share of groups whose rewards were all equal (zero advantage, skipped)",
+    "w_mean": "mean MGPO weight w over groups",
+    "entropy": "mean token entropy of the policy",
+    "clip_frac": "share of tokens with a clipped ratio",
+    "approx_kl": "approx KL(pi_old || pi)",
+    "is_frac": "share of tokens the train/inference correction capped (TIS) or dropped (ICEPOP)",
+    "loss": "policy loss",
+    "len_mean": "mean response length (tokens)",
+    "len_max": "max response length (tokens)",
+    "trunc_frac": "share of responses cut at max_tokens",
+    "time_generate": "seconds generating",
+    "time_verify": "seconds verifying (rl.pipeline: only what was left after generation ended)",
+    "time_train": "seconds in the learner step",
+    "time_sync": "seconds pushing weights to the engines",
+    "tokens_per_s": "generated tokens per second of step wall time",
+    "staleness": "learner version minus the version that generated the batch",
+    "step_wall_s": "seconds of the whole step (one-step-off, async: its generation overlapped earlier steps)",
+    "w_std": "std of the MGPO weight w over samples",
+    "adv_abs_mean": "mean |advantage| over samples",
+    "grad_norm": "global gradient norm before clipping",
+    "lr": "learning rate",
+    "tokens": "response tokens trained on",
+    "stepped": "1 if the optimizer stepped (0: every group had zero advantage)",
+    "skipped_frac": "share of samples skipped (zero-advantage groups)",
+    "weight_version_min": "oldest weight version in the batch",
+    "samples": "rollouts in the step's batch",
+    "eval_pass1": "held-out Pass@1 (mean over k samples per problem), set at each evaluation",
+}
+
+
+def gauge_name(metric: str) -> str:
+    return "ssp_rl_" + metric.replace("/", "_")
 
 
 @dataclass(frozen=True)

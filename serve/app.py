@@ -209,8 +209,6 @@ def ask_once(model: str, conf, question: str, max_tokens: int = 64) -> dict:
     import requests
     from ray import serve
 
-    from serve.cli import wait_running
-
     s = conf.serve
     serve.start(http_options={"host": s.host, "port": s.port})
     t0 = time.time()
@@ -228,3 +226,18 @@ def ask_once(model: str, conf, question: str, max_tokens: int = 64) -> dict:
                 "ready_s": ready, "url": f"http://{s.host}:{s.port}/v1"}
     finally:
         serve.delete(s.app_name)
+
+
+def wait_running(app: str, timeout_s: float) -> None:
+    from ray import serve
+    from ray.serve.schema import ApplicationStatus
+
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        st = serve.status().applications.get(app)
+        if st is not None and st.status == ApplicationStatus.RUNNING:
+            return
+        if st is not None and st.status == ApplicationStatus.DEPLOY_FAILED:
+            raise RuntimeError(f"serve: the app failed to deploy:\n{st.message}")
+        time.sleep(1.0)
+    raise TimeoutError(f"serve: the app was not running within {timeout_s} s (serve.ready_timeout_s)")

@@ -13,8 +13,8 @@ def run_serve(args: argparse.Namespace) -> int:
     from ray import serve
 
     from cluster.ray_cluster import connect
-    from serve.app import api_key, build_app
-    from ssp.cli import load_tree
+    from serve.app import api_key, build_app, wait_running
+    from ssp.tree import load_tree
     from trainer.data import DataError
 
     if args.model:
@@ -67,23 +67,8 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def wait_running(app: str, timeout_s: float) -> None:
-    from ray import serve
-    from ray.serve.schema import ApplicationStatus
-
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        st = serve.status().applications.get(app)
-        if st is not None and st.status == ApplicationStatus.RUNNING:
-            return
-        if st is not None and st.status == ApplicationStatus.DEPLOY_FAILED:
-            raise RuntimeError(f"serve: the app failed to deploy:\n{st.message}")
-        time.sleep(1.0)
-    raise TimeoutError(f"serve: the app was not running within {timeout_s} s (serve.ready_timeout_s)")
-
-
 def register_cli(sub) -> None:
-    from ssp.cli import add_config_args
+    from ssp.tree import add_config_args
 
     p = sub.add_parser("serve", help="an OpenAI-compatible endpoint for a checkpoint (Ray Serve + vLLM)")
     add_config_args(p)

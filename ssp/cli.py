@@ -10,6 +10,7 @@ from pathlib import Path
 
 from cluster.local import ClusterError
 from ssp.config import ConfigError, describe, load_config, to_dict
+from ssp.tree import add_config_args, load_tree
 from trainer.data import DataError
 
 
@@ -39,18 +40,6 @@ def positive_int(text: str) -> int:
     if v < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
     return v
-
-
-def add_config_args(p: argparse.ArgumentParser) -> None:
-    """`--config FILE` plus trailing `key.sub=value` overrides, shared by every config-driven command."""
-    p.add_argument("--config", help="YAML config file (see configs/)")
-    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
-
-
-def load_tree(args: argparse.Namespace):
-    from ssp.tree import SSPConfig
-
-    return load_config(SSPConfig, args.config, args.overrides)
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -132,8 +121,8 @@ def cmd_rl(args: argparse.Namespace) -> int:
 def cmd_sft(args: argparse.Namespace) -> int:
     conf = load_tree(args)
     from cluster.ray_cluster import connect
-    from trainer.rl import load_problems_for
     from trainer.sft import run_sft
+    from trainer.splits import load_problems_for
     from trainer.tiny_model import ensure_model
 
     base = ensure_model(conf)
@@ -149,8 +138,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from actors.rollout import RolloutPool
     from actors.verifier import VerifierPool
     from cluster.ray_cluster import connect
-    from trainer.probe import probe, probe_sets, specialists, write_table
+    from trainer.probe import probe, specialists, write_table
     from trainer.sft import checkpoints
+    from trainer.splits import probe_sets
 
     paths = args.models or [str(p) for _, p in checkpoints(Path(conf.run_dir) / "sft")]
     if not paths:
@@ -198,7 +188,7 @@ def cmd_spectrum(args: argparse.Namespace) -> int:
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
     conf = load_tree(args)
-    from trainer.pipeline import StageFailed, run_pipeline
+    from ssp.pipeline import StageFailed, run_pipeline
 
     try:
         run_pipeline(conf)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from typing import Literal
 
@@ -9,7 +10,7 @@ from actors.config import EngineConfig, LearnerConfig, RolloutConfig, SamplingCo
 from actors.verifier import VerifierConfig
 from cluster.config import ClusterConfig, SchedulerConfig
 from serve.config import ServeConfig
-from ssp.config import ConfigError, cfg
+from ssp.config import ConfigError, cfg, load_config
 from trainer.config import EvalConfig, RLConfig, SFTConfig, SpectrumConfig, TinyModelConfig, ToyTaskConfig
 
 
@@ -71,3 +72,14 @@ class SSPConfig:
         if self.learner.device == "cuda" and not (self.cluster.num_gpus or self.cluster.address):
             raise ConfigError("config key 'learner.device': cuda needs GPUs in the cluster (cluster.num_gpus > 0 "
                               "for a local head, or cluster.address of a cluster that has them)")
+
+
+def add_config_args(p: argparse.ArgumentParser) -> None:
+    """`--config FILE` plus trailing `key.sub=value` overrides, shared by every config-driven command."""
+    p.add_argument("--config", help="YAML config file (see configs/)")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
+
+
+def load_tree(args: argparse.Namespace) -> SSPConfig:
+    """The tree from a command's `--config` and overrides (see `add_config_args`)."""
+    return load_config(SSPConfig, args.config, args.overrides)

@@ -107,8 +107,8 @@ def spectrum_conf(tmp: Path, model: Path, *extra: str):
 @pytest.fixture(scope="module")
 def sft_run(ray_cluster, tiny_model_dir, tmp_path_factory):
     """60 steps of Ray Train SFT (2 ranks, ZeRO-2), run as 40 steps, then resumed to 60."""
-    from trainer.rl import load_problems_for
     from trainer.sft import run_sft
+    from trainer.splits import load_problems_for
 
     tmp = tmp_path_factory.mktemp("sft")
     first = spectrum_conf(tmp, tiny_model_dir, "sft.steps=40", "sft.save_every=20")
@@ -150,7 +150,8 @@ def test_probe_through_one_engine_matches_fresh_engines(sft_run, tiny_model_dir,
     from actors.rollout import RolloutPool
     from actors.verifier import VerifierPool
     from trainer.eval import evaluate
-    from trainer.probe import probe, probe_sets, specialists
+    from trainer.probe import probe, specialists
+    from trainer.splits import probe_sets
 
     conf = sft_run["conf"]
     sets = probe_sets(conf)
@@ -255,8 +256,7 @@ def test_merge_refuses_mismatched_architecture_vocab_and_tokenizer(tiny_model_di
 
 
 def test_probe_sets_are_carved_from_train_and_disjoint_from_train_and_held_out():
-    from trainer.probe import probe_sets
-    from trainer.rl import load_problems_for, toy_split
+    from trainer.splits import load_problems_for, probe_sets, toy_split
 
     conf = load_config(SSPConfig, REPO / "configs" / "tiny-cpu.yaml")
     train, held = load_problems_for(conf)
@@ -277,7 +277,7 @@ def test_probe_sets_are_carved_from_train_and_disjoint_from_train_and_held_out()
 
 
 def test_a_failed_pipeline_stage_is_named_and_keeps_what_finished(tmp_path):
-    from trainer.pipeline import StageFailed, _stage
+    from ssp.pipeline import StageFailed, _stage
 
     times = {"spectrum": 12.0}
 

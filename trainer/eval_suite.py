@@ -149,7 +149,7 @@ def _mbpp_starter(rec: dict) -> str:
 def load_dataset(spec: DatasetSpec, suite_file: Path, conf) -> list[Problem]:
     """The dataset's problems; a bad row raises DataError naming the file and line."""
     if spec.format == "toy":
-        from trainer.rl import toy_split
+        from trainer.splits import toy_split
 
         return toy_split(conf)[1]
     path = (suite_file.parent / spec.path).resolve()

@@ -317,33 +317,11 @@ def save_config(conf, run_dir: Path) -> None:
     (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(conf), sort_keys=False))
 
 
-def toy_split(conf) -> tuple[list[Problem], list[Problem]]:
-    """The toy tasks' train and held-out problems (before the probe sets are carved out of train)."""
-    from trainer import toy_tasks
-    from trainer.data import from_record
-
-    tr, he = toy_tasks.split(toy_tasks.generate(conf.data.toy), seed=conf.data.toy.seed)
-    return [from_record(r, "toy", "toy") for r in tr], [from_record(r, "toy", "toy") for r in he]
-
-
-def load_problems_for(conf) -> tuple[list[Problem], list[Problem]]:
-    """Train and held-out problems: the configured files, or the toy tasks' split (whose train part gives up
-    the Spectrum stage's probe sets: train / probe / held-out are disjoint, for every command)."""
-    from trainer.data import load_problems
-    from trainer.probe import carve_probe
-
-    if conf.data.train:
-        train = [p for f in conf.data.train for p in load_problems(f)]
-        held = [p for f in conf.data.eval for p in load_problems(f)]
-        return train, held
-    train, held = toy_split(conf)
-    return carve_probe(conf, train)[0], held
-
-
 def main(conf, resume: bool = False, policy: str | None = None) -> dict:
     """`ssp rl`: RL from `policy` (default: model.path, the tiny model built if missing), on Ray; prints the
     summary. `ssp pipeline` passes the Spectrum stage's merged model."""
     from cluster.ray_cluster import connect
+    from trainer.splits import load_problems_for
     from trainer.tiny_model import ensure_model
 
     run_dir = Path(conf.run_dir)

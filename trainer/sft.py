@@ -73,7 +73,7 @@ def render(tokenizer: Any, messages: list[dict]) -> dict[str, list[int]]:
 def build_examples(tokenizer: Any, conf, evals: list[Problem]) -> tuple[list[dict], dict[str, int]]:
     """The SFT examples (token ids) after n-gram decontamination against `evals`, and the counts."""
     from trainer.decontam import decontaminate
-    from trainer.rl import load_problems_for
+    from trainer.splits import load_problems_for
 
     if conf.sft.files:
         convs = [msgs for f in conf.sft.files for msgs in load_chat_pairs(f)]

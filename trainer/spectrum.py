@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 from trainer.eval import stratified_subset
-from trainer.probe import mean_over, probe, probe_sets, specialists, write_table
+from trainer.probe import mean_over, probe, specialists, write_table
+from trainer.splits import probe_sets
 
 
 def run_spectrum(conf, out: Path) -> dict:
@@ -23,8 +24,8 @@ def run_spectrum(conf, out: Path) -> dict:
     from cluster.ray_cluster import connect
     from trainer.data import DataError
     from trainer.merge import merge
-    from trainer.rl import load_problems_for
     from trainer.sft import run_sft
+    from trainer.splits import load_problems_for
     from trainer.tiny_model import ensure_model
 
     if conf.sft.steps == 0:

@@ -73,7 +73,7 @@ def run_pipeline(conf) -> dict:
 def serve_demo(conf, model: Path) -> dict:
     """The final checkpoint behind `ssp serve`'s endpoint for one held-out question, then shut down."""
     from serve.app import ask_once
-    from trainer.rl import load_problems_for
+    from trainer.splits import load_problems_for
 
     question = load_problems_for(conf)[1][0]
     out = ask_once(str(model), conf, f"{question.prompt}\n{conf.data.instruction}".strip())
