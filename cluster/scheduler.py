@@ -30,7 +30,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from cluster.config import SchedulerConfig
-from trainer.metrics import kl_to_half
+from ssp.mgpo import kl_to_half
 
 T = TypeVar("T")
 

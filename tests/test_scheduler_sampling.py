@@ -20,8 +20,8 @@ from cluster.scheduler import (
 )
 from cluster.scheduler_sim import simulate
 from ssp.config import ConfigError, load_config
+from ssp.mgpo import kl_to_half
 from ssp.tree import SSPConfig
-from trainer.metrics import kl_to_half
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from actors.config import (  # noqa: F401
     KL_NAMES,
     LossConfig,
 )
-from trainer.metrics import kl_to_half
+from ssp.mgpo import kl_to_half
 
 # ---- rewards -> advantages ---------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Pure metrics: unbiased pass@k, Pass@1 of k samples, cons@k (majority vote), KL to a fair coin."""
+"""Pure metrics: unbiased pass@k, Pass@1 of k samples, cons@k (majority vote)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,6 @@ import math
 import statistics
 from collections import Counter
 from math import comb
-
-
-def kl_to_half(p: float) -> float:
-    """KL(Bernoulli(p) || Bernoulli(0.5)) in nats: MGPO's entropy deviation D_ME, used by the loss's weight
-    and by the scheduler's priority."""
-    return sum(q * math.log(2 * q) for q in (p, 1 - p) if q > 0)
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
