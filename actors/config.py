@@ -1,7 +1,7 @@
 """The actors room's config: vLLM engines and sampling, the rollout workers, the learner and its loss.
 
 Kept free of torch, vLLM and Ray so `ssp config` and a bad `ssp rl` answer fast. The loss choices are the names
-of trainer/losses.py's registries; that module checks at import that its registries and these names agree, so a
+of actors/losses.py's registries; that module checks at import that its registries and these names agree, so a
 new variant is one function, one registry entry and one name here. (The verifier's config is in
 actors/verifier.py.)
 """

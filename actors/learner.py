@@ -4,7 +4,7 @@ The per-rank DeepSpeed code is actors/train_engine.py (shared with SFT under Ray
 RL driver of it. `collate` turns samples into padded tensors (pure, unit-tested); `plan_micro_batches` splits the samples
 that need training into token-budget micro-batches, the same count on every rank (ZeRO all-gathers and
 reduce-scatters are collective, so idle ranks run one zero-weight micro-batch). Loss weights are computed
-over the whole batch (trainer/losses.py), so micro-batches, ranks and skipped groups add up exactly.
+over the whole batch (actors/losses.py), so micro-batches, ranks and skipped groups add up exactly.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import torch
 from torch import Tensor
 
 from actors.config import LearnerConfig, LossConfig
+from actors.losses import group_advantages, policy_loss, token_weights
 from actors.train_engine import TrainEngine, lr_lambda, plan_micro_batches, token_logprobs
 from cluster.env import learner_env
-from trainer.losses import group_advantages, policy_loss, token_weights
 
 TOKEN_METRICS = ("clip_frac", "approx_kl", "entropy", "is_frac")  # token-weighted sums, ranks -> driver
 

@@ -4,7 +4,7 @@ Ray Train runs it for SFT (trainer/sft.py, a fixed supervised pass); the learner
 (actors/learner.py, a step whenever the loop asks). Both hand it micro-batches planned by the same
 token budget (`plan_micro_batches`) and per-token weights that already sum to the right total over the
 whole global batch, so micro-batches and ranks add up exactly; only the loss function differs
-(trainer/losses.py: `policy_loss`, `sft_loss`).
+(actors/losses.py: `policy_loss`, `sft_loss`).
 """
 
 from __future__ import annotations

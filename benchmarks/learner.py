@@ -38,8 +38,8 @@ def torch_tok_s(model_dir: str, samples: list[dict], c) -> float:
     from transformers import AutoModelForCausalLM
 
     from actors.learner import collate
+    from actors.losses import policy_loss
     from actors.train_engine import plan_micro_batches, token_logprobs
-    from trainer.losses import policy_loss
 
     torch.set_num_threads(1)
     torch.manual_seed(0)

@@ -1,4 +1,4 @@
-"""trainer/losses.py against hand-computed values (literals below were worked out on paper / a calculator)."""
+"""actors/losses.py against hand-computed values (literals below were worked out on paper / a calculator)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from actors.learner import collate
-from actors.train_engine import plan_micro_batches
-from trainer.losses import (
+from actors.losses import (
     LossConfig,
     correction_name,
     group_advantages,
@@ -19,6 +18,7 @@ from trainer.losses import (
     policy_loss,
     token_weights,
 )
+from actors.train_engine import plan_micro_batches
 
 # One group of 4: rewards [1, 0, 0, 0] -> mean 0.25, population std sqrt(0.25*0.75) = 0.4330127.
 R = torch.tensor([1.0, 0.0, 0.0, 0.0])

@@ -35,7 +35,7 @@ def test_unbiased_pass_at_k_against_hand_computed_values():
 def test_sft_loss_is_on_response_tokens_only_hand_checked():
     import torch
 
-    from trainer.losses import sft_loss
+    from actors.losses import sft_loss
     from trainer.sft import collate
 
     rows = [{"prompt_ids": [5, 6, 7], "response_ids": [8, 9]}, {"prompt_ids": [5], "response_ids": [4, 3, 2]}]
@@ -53,8 +53,8 @@ def test_sft_loss_equals_transformers_masked_cross_entropy(tiny_model_dir):
     import torch
     from transformers import AutoModelForCausalLM
 
+    from actors.losses import sft_loss
     from actors.train_engine import token_logprobs
-    from trainer.losses import sft_loss
     from trainer.sft import collate
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()

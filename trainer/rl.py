@@ -3,7 +3,7 @@
     sample -> generate -> verify -> advantages -> train -> publish weights -> record outcomes -> log
 
 The first three are the BatchSource (trainer/batch_source.py; `rl.mode` picks sync, one-step-off or async),
-the advantages are a pure function (trainer/losses.py), training runs on the DeepSpeed learner ranks,
+the advantages are a pure function (actors/losses.py), training runs on the DeepSpeed learner ranks,
 weights go learner -> engines through the WeightSync seam (never through this process), outcomes go to
 the Redis scheduler. The driver does no tensor math and no Redis commands of its own. It owns the run
 directory: config.yaml, metrics.jsonl, plans/ (the problem ids of each step, so a redone step records
@@ -36,9 +36,9 @@ class Run:
 
     def __init__(self, conf, run_dir: Path, train: list[Problem], held: list[Problem], policy: str):
         from actors.learner import LearnerGroup
+        from actors.losses import correction_name
         from actors.rollout import RolloutPool
         from actors.verifier import VerifierPool
-        from trainer.losses import correction_name
 
         self.conf, self.dir, self.rl, self.policy = conf, run_dir, conf.rl, policy
         self.train_problems = {p.id: p for p in train}
@@ -148,7 +148,7 @@ class Run:
         """Per-rollout MGPO-weighted group advantage A' = w*A, and w (a pure function of the rewards)."""
         import torch
 
-        from trainer.losses import group_advantages
+        from actors.losses import group_advantages
 
         adv, w = group_advantages(torch.tensor([v.reward for v in b.verdicts]), [r.problem_id for r in b.rollouts],
                                   torch.tensor([len(r.response_ids) for r in b.rollouts]), self.conf.learner.loss)

@@ -3,7 +3,7 @@
 Ray Train's `TorchTrainer` starts the ranks and their (gloo / NCCL) process group; each rank runs
 `train_loop` below on the one training engine (actors/train_engine.py, the same DeepSpeed code the RL
 learner actors run), reading its shard of a Ray Data dataset. The loss is on response tokens only,
-token-mean over the global batch (`sft_loss` beside `policy_loss` in trainer/losses.py). Every
+token-mean over the global batch (`sft_loss` beside `policy_loss` in actors/losses.py). Every
 `save_every` steps all ranks report a checkpoint: an HF model directory (loadable by vLLM and
 transformers as it is) with the DeepSpeed state under `ds/`; Ray Train's `CheckpointConfig` keeps them
 under `storage_path`, and a restarted rank (`FailureConfig`) or a rerun resumes from the last one.
@@ -134,8 +134,8 @@ def train_loop(c: dict) -> None:
     import torch.distributed as dist
 
     from actors.ds_config import init_process_group
+    from actors.losses import sft_loss
     from actors.train_engine import TrainEngine, lr_lambda, plan_micro_batches, token_logprobs
-    from trainer.losses import sft_loss
 
     torch.set_num_threads(int(c["env"].get("OMP_NUM_THREADS", "1")))
     ctx = ray.train.get_context()
