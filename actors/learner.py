@@ -21,7 +21,8 @@ import torch
 from torch import Tensor
 
 from actors.config import LearnerConfig, LossConfig
-from actors.losses import group_advantages, policy_loss, token_weights
+from actors.losses import policy_loss, token_weights
+from actors.records import Rollout
 from actors.train_engine import TrainEngine, lr_lambda, plan_micro_batches, token_logprobs
 from cluster.env import learner_env
 
@@ -43,28 +44,23 @@ class Batch:
     keep: list[int] = field(default_factory=list)  # samples to train (groups not all-zero advantage)
 
 
-def collate(samples: list[dict[str, Any]], loss: LossConfig, pad_id: int) -> Batch:
-    """Rollout samples (prompt_ids, response_ids, rollout_logprobs, reward, group, and the advantage and
-    mgpo_w the loop computed) -> a `Batch`."""
-    n = len(samples)
-    seqs = [list(s["prompt_ids"]) + list(s["response_ids"]) for s in samples]
+def collate(rollouts: list[Rollout], loss: LossConfig, pad_id: int) -> Batch:
+    """Scored rollouts (their reward, advantage and mgpo_w set by actors/losses.py `score`) -> a `Batch`."""
+    n = len(rollouts)
+    seqs = [list(r.prompt_ids) + list(r.response_ids) for r in rollouts]
     t = max(len(x) for x in seqs)
     ids = torch.full((n, t), pad_id, dtype=torch.long)
     attn, lmask, rlp = (torch.zeros(n, t, dtype=torch.long), torch.zeros(n, t), torch.zeros(n, t))
-    for i, (s, x) in enumerate(zip(samples, seqs)):
-        p, r = len(s["prompt_ids"]), len(s["response_ids"])
+    for i, (r, x) in enumerate(zip(rollouts, seqs)):
+        p, k = len(r.prompt_ids), len(r.response_ids)
         ids[i, : len(x)] = torch.tensor(x)
         attn[i, : len(x)] = 1
-        lmask[i, p: p + r] = 1
-        rlp[i, p: p + r] = torch.tensor(s["rollout_logprobs"], dtype=torch.float)
-    groups = [s["group"] for s in samples]
+        lmask[i, p: p + k] = 1
+        rlp[i, p: p + k] = torch.tensor(r.logprobs, dtype=torch.float)
+    groups = [r.problem_id for r in rollouts]
     gidx = torch.tensor([list(dict.fromkeys(groups)).index(g) for g in groups])
-    if all("advantage" in s for s in samples):  # the RL loop computes them (a visible step of its own)
-        adv = torch.tensor([float(s["advantage"]) for s in samples])
-        w = torch.tensor([float(s.get("mgpo_w", 1.0)) for s in samples])
-    else:  # direct use (tests, benchmarks): the same function, here
-        rewards = torch.tensor([float(s["reward"]) for s in samples])
-        adv, w = group_advantages(rewards, groups, lmask.sum(1), loss)
+    adv = torch.tensor([r.advantage for r in rollouts], dtype=torch.float)
+    w = torch.tensor([r.mgpo_w for r in rollouts], dtype=torch.float)
     train_all = loss.kl_coef != 0 or loss.entropy_coef != 0
     live = {int(g) for g in gidx[adv != 0]}
     keep = [i for i in range(n) if train_all or int(gidx[i]) in live]
@@ -210,14 +206,15 @@ class LearnerGroup:
         self.pad_id = AutoTokenizer.from_pretrained(self.model_path).pad_token_id or 0
         self.lr = config.lr if config.warmup_steps == 0 else 0.0  # the learning rate of the last step
 
-    def step(self, samples: list[dict[str, Any]]) -> dict[str, float]:
-        """One rollout batch -> `ppo_epochs` optimizer steps. Groups with all-zero advantages are skipped."""
-        b = collate(samples, self.c.loss, self.pad_id)
+    def step(self, rollouts: list[Rollout]) -> dict[str, float]:
+        """One batch of scored rollouts -> `ppo_epochs` optimizer steps. Groups with all-zero advantages are
+        skipped."""
+        b = collate(rollouts, self.c.loss, self.pad_id)
         lengths = b.attention_mask.sum(1).tolist()
-        m: dict[str, float] = {"skipped_frac": 1 - len(b.keep) / len(samples),
+        m: dict[str, float] = {"skipped_frac": 1 - len(b.keep) / len(rollouts),
                                "w_mean": b.mgpo_w.mean().item(), "w_std": b.mgpo_w.std(unbiased=False).item(),
                                "adv_abs_mean": b.advantages.abs().mean().item(),
-                               "weight_version_min": float(min(s["weight_version"] for s in samples))}
+                               "weight_version_min": float(min(r.weight_version for r in rollouts))}
         if not b.keep:  # nothing to learn from: no optimizer step, the lr stays where it was
             return {**m, "loss": 0.0, "tokens": 0.0, "grad_norm": 0.0, **dict.fromkeys(TOKEN_METRICS, 0.0),
                     "stepped": 0.0, "lr": self.lr}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from typing import get_args
 
 import torch
@@ -25,6 +26,7 @@ from actors.config import (  # noqa: F401
     KL_NAMES,
     LossConfig,
 )
+from actors.records import Rollout
 from ssp.mgpo import kl_to_half
 
 # ---- rewards -> advantages ---------------------------------------------------------------------------
@@ -77,6 +79,15 @@ def group_advantages(rewards: Tensor, groups: list[str], lengths: Tensor, c: Los
         adv[idx] = wg * ADVANTAGES[c.advantage](r, lengths[idx], c)
         w[idx] = wg
     return adv.float(), w.float()
+
+
+def score(rollouts: list[Rollout], rewards: list[float], c: LossConfig) -> list[Rollout]:
+    """The rollouts with their reward, group advantage A' = w*A and MGPO weight w set: the one place the
+    advantage is computed (the RL loop calls it; the learner trains on what it is given)."""
+    adv, w = group_advantages(torch.tensor(rewards, dtype=torch.float64), [r.problem_id for r in rollouts],
+                              torch.tensor([len(r.response_ids) for r in rollouts]), c)
+    return [replace(r, reward=float(x), advantage=float(a), mgpo_w=float(wi))
+            for r, x, a, wi in zip(rollouts, rewards, adv.tolist(), w.tolist())]
 
 
 # ---- aggregation: per-token weights over the whole batch ---------------------------------------------

@@ -13,25 +13,14 @@ fails), pushes the current weights to it before it serves again, and retries the
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import ray
 
 from actors import weight_sync
 from actors.config import EngineConfig, RolloutConfig, SamplingConfig
 from actors.engine import make_llm, sampling_params, set_engine_env
-
-
-@dataclass
-class Rollout:
-    problem_id: str
-    sample_idx: int
-    prompt_ids: list[int]
-    response_ids: list[int]
-    logprobs: list[float]
-    text: str
-    finish_reason: str  # "stop" | "length"
-    weight_version: int
+from actors.records import Rollout
 
 
 def as_problem(p):

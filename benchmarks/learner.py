@@ -21,19 +21,24 @@ STEPS, WARMUP = 6, 2  # (--model: use a small model, each step trains 32 samples
 ARMS = {"torch": None, "ds1": (1, 1), "ds2": (2, 1), "ds1t2": (1, 2)}  # DeepSpeed arms: (actors, threads per rank)
 
 
-def make_samples(groups: int = 8, size: int = 4, seed: int = 0) -> list[dict]:
+def make_samples(groups: int = 8, size: int = 4, seed: int = 0) -> list:
+    """Scored rollouts (half of each group right), as the RL loop hands them to the learner."""
+    from actors.config import LossConfig
+    from actors.losses import score
+    from actors.records import Rollout
+
     rng = random.Random(seed)
-    out = []
+    out, rewards = [], []
     for g in range(groups):
         prompt = [rng.randrange(10, 300) for _ in range(24)]
         for i in range(size):
             n = rng.randint(32, 96)
-            out.append(dict(prompt_ids=prompt, response_ids=[rng.randrange(10, 300) for _ in range(n)],
-                            rollout_logprobs=[-5.0] * n, reward=float(i % 2), group=f"g{g}", weight_version=0))
-    return out
+            out.append(Rollout(f"g{g}", i, prompt, [rng.randrange(10, 300) for _ in range(n)], [-5.0] * n, "", "stop", 0))
+            rewards.append(float(i % 2))
+    return score(out, rewards, LossConfig())
 
 
-def torch_tok_s(model_dir: str, samples: list[dict], c) -> float:
+def torch_tok_s(model_dir: str, samples: list, c) -> float:
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -66,7 +71,7 @@ def torch_tok_s(model_dir: str, samples: list[dict], c) -> float:
     return tokens / (time.perf_counter() - t0)
 
 
-def ds_tok_s(model_dir: str, samples: list[dict], c, actors: int, threads: int = 1) -> float:
+def ds_tok_s(model_dir: str, samples: list, c, actors: int, threads: int = 1) -> float:
     from dataclasses import replace
 
     from actors.learner import LearnerGroup

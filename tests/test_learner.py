@@ -11,6 +11,8 @@ from safetensors.torch import load_file
 
 from actors.config import LearnerConfig, LossConfig
 from actors.learner import LearnerGroup, find_checkpoint
+from actors.losses import score
+from actors.records import Rollout
 from actors.train_engine import token_logprobs
 from trainer.config import TinyModelConfig
 from trainer.tiny_model import build
@@ -21,13 +23,14 @@ def model_1l(tmp_path_factory) -> Path:
     return build(TinyModelConfig(num_layers=1), tmp_path_factory.mktemp("tiny-1layer"))
 
 
-def make_samples(model_dir: Path, seed: int, groups: int = 4, size: int = 4) -> list[dict]:
-    """Random prompts/responses; rollout logprobs from the initial model (so ratio = 1 at step 1)."""
+def make_samples(model_dir: Path, seed: int, groups: int = 4, size: int = 4) -> list[Rollout]:
+    """Random prompts/responses, scored as the RL loop scores them (actors/losses.py `score`); rollout logprobs
+    from the initial model (so ratio = 1 at step 1)."""
     from transformers import AutoModelForCausalLM
 
     rng = random.Random(seed)
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
-    samples = []
+    samples, rewards = [], []
     for g in range(groups):
         prompt = [rng.randrange(10, 300) for _ in range(6)]
         for i in range(size):
@@ -35,9 +38,9 @@ def make_samples(model_dir: Path, seed: int, groups: int = 4, size: int = 4) -> 
             with torch.no_grad():
                 ids = torch.tensor([prompt + resp])
                 lp = token_logprobs(model, ids, torch.ones_like(ids), False)[0][0, len(prompt):]
-            samples.append(dict(prompt_ids=prompt, response_ids=resp, rollout_logprobs=lp.tolist(),
-                                reward=float(i < 1 + g % 2), group=f"p{seed}-{g}", weight_version=0))
-    return samples
+            samples.append(Rollout(f"p{seed}-{g}", i, prompt, resp, lp.tolist(), "", "stop", weight_version=0))
+            rewards.append(float(i < 1 + g % 2))
+    return score(samples, rewards, LossConfig())
 
 
 def config(stage: int, **kw) -> LearnerConfig:
@@ -50,7 +53,7 @@ def train_and_export(model_dir: Path, stage: int, out: Path) -> tuple[list[float
     group = LearnerGroup(config(stage), str(model_dir), 2)
     try:
         metrics = [group.step(samples) for _ in range(4)]
-        same = [dict(x, reward=1.0) for x in samples]  # every group all-correct: nothing to train
+        same = score(samples, [1.0] * len(samples), LossConfig())  # every group all-correct: nothing to train
         skip = group.step(same)
         assert skip["skipped_frac"] == 1 and skip["stepped"] == 0
         sd = group.state_dict()
@@ -143,7 +146,7 @@ def test_on_policy_ratio_one_and_optional_terms(ray_cluster, model_1l):
     c = LearnerConfig(num_actors=1, lr=1e-2, micro_batch_tokens=96, ppo_epochs=2,
                       loss=LossConfig(kl_coef=0.1, entropy_coef=0.01))
     multi = LearnerGroup(c, str(model_1l), 1)
-    same = [dict(x, reward=1.0) for x in samples]
+    same = score(samples, [1.0] * len(samples), c.loss)
     ms = [multi.step(samples), multi.step(same)]
     multi.shutdown()
     assert ms[0]["approx_kl"] > 0 and ms[0]["entropy"] > 0  # 2nd epoch moved away from pi_old

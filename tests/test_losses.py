@@ -16,8 +16,10 @@ from actors.losses import (
     long2short,
     mgpo_weight,
     policy_loss,
+    score,
     token_weights,
 )
+from actors.records import Rollout
 from actors.train_engine import plan_micro_batches
 
 # One group of 4: rewards [1, 0, 0, 0] -> mean 0.25, population std sqrt(0.25*0.75) = 0.4330127.
@@ -171,16 +173,12 @@ def test_ratio_one_gradient_is_advantage_weighted_logprob():
 
 
 def test_collate_layout_and_skip():
-    samples = [
-        dict(prompt_ids=[5, 6], response_ids=[7, 8, 9], rollout_logprobs=[-0.1, -0.2, -0.3], reward=1.0,
-             group="a", weight_version=3),
-        dict(prompt_ids=[5, 6], response_ids=[10], rollout_logprobs=[-0.4], reward=0.0, group="a",
-             weight_version=3),
-        dict(prompt_ids=[11], response_ids=[12, 13], rollout_logprobs=[-0.5, -0.6], reward=1.0, group="b",
-             weight_version=3),
-        dict(prompt_ids=[11], response_ids=[14], rollout_logprobs=[-0.7], reward=1.0, group="b",
-             weight_version=3),
-    ]
+    rollouts = [Rollout("a", 0, [5, 6], [7, 8, 9], [-0.1, -0.2, -0.3], "", "stop", 3),
+                Rollout("a", 1, [5, 6], [10], [-0.4], "", "stop", 3),
+                Rollout("b", 0, [11], [12, 13], [-0.5, -0.6], "", "stop", 3),
+                Rollout("b", 1, [11], [14], [-0.7], "", "stop", 3)]
+    samples = score(rollouts, [1.0, 0.0, 1.0, 1.0], LossConfig(mgpo_lambda=0.0))  # the loop's one computation
+    assert [r.reward for r in samples] == [1.0, 0.0, 1.0, 1.0] and rollouts[0].advantage == 0.0  # copies
     b = collate(samples, LossConfig(mgpo_lambda=0.0), pad_id=0)
     assert b.input_ids.tolist() == [[5, 6, 7, 8, 9], [5, 6, 10, 0, 0], [11, 12, 13, 0, 0], [11, 14, 0, 0, 0]]
     assert b.attention_mask.tolist() == [[1] * 5, [1, 1, 1, 0, 0], [1, 1, 1, 0, 0], [1, 1, 0, 0, 0]]

@@ -13,7 +13,12 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from actors.records import Rollout
+    from trainer.data import Problem
+    from trainer.rewards import Result
 
 
 class Timer(dict):
@@ -29,9 +34,9 @@ class Timer(dict):
 @dataclass
 class RolloutBatch:
     step: int
-    problems: dict[str, Any]  # id -> Problem
-    rollouts: list[Any]  # Rollout, grouped by problem
-    verdicts: list[Any]  # Result, one per rollout
+    problems: dict[str, Problem]  # id -> Problem
+    rollouts: list[Rollout]  # grouped by problem; scored in place by the loop (actors/losses.py `score`)
+    verdicts: list[Result]  # one per rollout
     timer: Timer = field(default_factory=Timer)
 
 

@@ -17,6 +17,7 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 
 import ray
@@ -47,8 +48,10 @@ class Run:
         self.stack = ExitStack()
         self.verifier = VerifierPool(conf.verifier)
         self.rollout = RolloutPool(policy, conf.rollout, conf.engine, conf.sampling, conf.data.instruction)
-        conf.learner.loss.is_correction = correction_name(conf.learner.loss, self.rl.mode)  # auto -> tis | off
-        self.learner = LearnerGroup(conf.learner, policy)
+        # is_correction auto -> tis | off for this run's mode, in the run's own copy (the config is never written)
+        self.loss = replace(conf.learner.loss, is_correction=correction_name(conf.learner.loss, self.rl.mode))
+        self.learner_conf = replace(conf.learner, loss=self.loss)
+        self.learner = LearnerGroup(self.learner_conf, policy)
         self.schedulers = {}
         for ph in self.rl.phases:  # phases with the same problem pool share one scheduler (and its pass rates)
             if self.pool(ph) not in self.schedulers:
@@ -144,24 +147,16 @@ class Run:
                 verdicts = {i: f.result() for i, f in verdicts.items()}
         return [r for p in problems for r in rollouts[p.id]], [v for p in problems for v in verdicts[p.id]]
 
-    def advantages(self, b: RolloutBatch) -> tuple[list[float], list[float]]:
-        """Per-rollout MGPO-weighted group advantage A' = w*A, and w (a pure function of the rewards)."""
-        import torch
+    def score(self, b: RolloutBatch) -> None:
+        """Each rollout's reward, MGPO-weighted group advantage A' = w*A and w (the pure function, once)."""
+        from actors.losses import score
 
-        from actors.losses import group_advantages
+        b.rollouts = score(b.rollouts, [v.reward for v in b.verdicts], self.loss)
 
-        adv, w = group_advantages(torch.tensor([v.reward for v in b.verdicts]), [r.problem_id for r in b.rollouts],
-                                  torch.tensor([len(r.response_ids) for r in b.rollouts]), self.conf.learner.loss)
-        return adv.tolist(), w.tolist()
-
-    def train(self, b: RolloutBatch, adv: list[float], w: list[float]) -> dict:
-        """One learner step on the batch (groups whose advantages are all zero are skipped)."""
-        samples = [{"prompt_ids": r.prompt_ids, "response_ids": r.response_ids, "rollout_logprobs": r.logprobs,
-                    "reward": v.reward, "group": r.problem_id, "weight_version": r.weight_version,
-                    "advantage": a, "mgpo_w": wi}
-                   for r, v, a, wi in zip(b.rollouts, b.verdicts, adv, w)]
+    def train(self, b: RolloutBatch) -> dict:
+        """One learner step on the scored rollouts (groups whose advantages are all zero are skipped)."""
         with b.timer("train"):
-            return self.learner.step(samples)
+            return self.learner.step(b.rollouts)
 
     def publish_weights(self, version: int, timer: Timer | None = None) -> None:
         """learner rank 0 -> object store -> engines (WeightSync); this process holds only the handle."""
@@ -212,7 +207,7 @@ class Run:
             self.learner.shutdown()
         except Exception:  # the group is already broken; its actors are being killed anyway
             pass
-        self.learner = LearnerGroup(self.conf.learner, self.policy)
+        self.learner = LearnerGroup(self.learner_conf, self.policy)
         return self.restore()
 
     def evaluate(self, step: int) -> dict:
@@ -258,8 +253,8 @@ def run_rl(conf, run_dir: Path, train: list[Problem], held: list[Problem], polic
             t0 = time.perf_counter()
             try:
                 batch = source.next(step)                      # sample -> generate -> verify
-                adv, w = run.advantages(batch)                 # MGPO-weighted group advantages
-                metrics = run.train(batch, adv, w)             # DeepSpeed step on the learner ranks
+                run.score(batch)                               # rewards -> MGPO-weighted group advantages
+                metrics = run.train(batch)                     # DeepSpeed step on the learner ranks
                 run.publish_weights(step + 1, batch.timer)     # learner -> engines, in place
                 run.record_outcomes(batch)                     # per-problem pass rates to the scheduler
                 rec = run.log_step(batch, metrics, time.perf_counter() - t0)  # metrics.jsonl, gauges
