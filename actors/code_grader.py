@@ -1,14 +1,16 @@
 """The code reward: a trusted harness here, the untrusted solution in the sandbox, plain data between them.
 
 The solution's process never holds a test or an expected value. Function tests (MBPP asserts, HumanEval
-`check(candidate)`, LiveCodeBench functional cases, the toy tasks) run *here*, in the verifier's process,
-with every name the tests take from the solution bound to a `Remote` proxy: calling it sends the arguments
-to the sandbox, which calls the real function and sends back the result as tagged JSON
-(`sandbox_boot.encode`). Results are rebuilt as plain Python values (exact builtin types only; anything
-else stays in the sandbox as a handle that compares equal to nothing), and the tests' own `assert`s compare
-them with this process's builtins and modules, which the solution cannot touch. A pass is this harness
-reaching the end of every test; an exit status, stdout or stderr of the solution never counts as one.
-stdin/stdout problems run the program once per case and compare its stdout here, token by token.
+`check(candidate)`, LiveCodeBench functional cases, the toy tasks) run *here*, in the verifier's process.
+Only the entry point is taken from the solution, as a `Remote` proxy (actors/harness.py): calling it sends the
+arguments to the sandbox, which calls the real function and sends back the result (and the arguments' state
+after the call) as tagged JSON. Helpers the problem itself defines (HumanEval's `poly`, `encode_cyclic`) come
+from the problem's own code (`tests["prompt"]`), the tests' modules from this process; a name neither defines
+is an error of the tests (verdict `test_error`), never a name the solution gets to fill. The tests' own
+`assert`s compare with this process's builtins and modules, which the solution cannot touch. A pass is this
+harness reaching the end of every test with the channel intact; an exit status, stdout or stderr of the
+solution never counts as one. stdin/stdout problems run the program once per case and compare its stdout
+here, line by line (`same_output`).
 """
 
 from __future__ import annotations
@@ -17,15 +19,19 @@ import ast
 import builtins
 import importlib
 import json
+import re
 import sys
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
-from actors.sandbox import Channel, OutputLimit, RunResult, Sandbox, SandboxClosed, SandboxTimeout
-from actors.sandbox_boot import decode, encode
+from actors.harness import CHANNEL_ERRORS, Remote, RemoteError, Session, TestError, short_repr
+from actors.sandbox import Channel, OutputLimit, RunResult, Sandbox
 from trainer.graders import lcb_extract_code
 from trainer.rewards import Result, extract_code
+
+__all__ = ["InvalidTests", "RemoteError", "Verdict", "check_tests", "grade_code", "mbpp_tests", "same_output"]
 
 TEST_KINDS = ("asserts", "test_code", "functional", "stdin_stdout")
 
@@ -50,6 +56,14 @@ def check_tests(tests: Any) -> str:
         raise InvalidTests(f"tests.{kind} must be a non-empty list")
     if kind == "functional" and not tests.get("fn_name"):
         raise InvalidTests("functional tests need fn_name")
+    if kind == "asserts" and not all(isinstance(a, str) for a in body):
+        raise InvalidTests("tests.asserts must be strings")
+    imports = tests.get("imports") or []
+    if not isinstance(imports, list) or not all(isinstance(i, str) for i in imports):
+        raise InvalidTests("tests.imports must be a list of import lines")
+    for key in ("entry_point", "prompt"):
+        if tests.get(key) is not None and not isinstance(tests[key], str):
+            raise InvalidTests(f"tests.{key} must be a string")
     return kind
 
 
@@ -59,65 +73,10 @@ def mbpp_tests(record: dict[str, Any]) -> dict[str, Any]:
             "entry_point": record.get("entry_point")}
 
 
-# ---------------------------------------------------------------- the harness side of the channel
-
-class RemoteError(Exception):
-    """The solution raised an exception that is not a builtin one."""
-
-
-class Remote:
-    """A name or object that lives in the sandbox. Calls, attribute reads and truth tests go there (their
-    results come back as plain data); comparisons never do, so it equals nothing but itself."""
-
-    __slots__ = ("_ch", "_target")
-
-    def __init__(self, ch: Channel, target: str | int):
-        self._ch, self._target = ch, target
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._ch_reply({"op": "call", "target": self._target, "args": _enc(list(args)),
-                               "kwargs": _enc(kwargs)})
-
-    def __getattr__(self, attr: str) -> Any:
-        if attr.startswith("__"):
-            raise AttributeError(attr)
-        return self._ch_reply({"op": "getattr", "target": self._target, "attr": attr})
-
-    def __repr__(self) -> str:
-        return f"<sandboxed object {self._target!r}>"
-
-    def __bool__(self) -> bool:  # e.g. a re.Match; asked there, as returning that bool would be
-        return self._ch_reply({"op": "bool", "target": self._target}) is True
-
-    def _ch_reply(self, msg: dict) -> Any:
-        reply = self._ch.request(msg)
-        if "ok" in reply:
-            return decode(reply["ok"], lambda n: Remote(self._ch, n))
-        name, text = (reply.get("raise") or ["RemoteError", "malformed reply"])[:2]
-        exc = getattr(builtins, str(name), None)
-        if isinstance(exc, type) and issubclass(exc, Exception) and exc is not RemoteError:
-            raise exc(str(text))
-        raise RemoteError(f"{name}: {text}")
-
-
-def _enc(x: Any) -> Any:
-    """Arguments to the sandbox: plain data, and handles it gave us."""
-    t = type(x)
-    if t is Remote:
-        if isinstance(x._target, int):
-            return {"$ref": x._target}
-        raise TypeError(f"cannot pass {x!r} to the sandbox")
-    if t is list:
-        return [_enc(v) for v in x]
-    if t in (tuple, set, frozenset):
-        return {"$" + t.__name__: [_enc(v) for v in x]}
-    if t is dict:
-        return {"$dict": [[_enc(k), _enc(v)] for k, v in x.items()]}
-    return encode(x)  # scalars; anything else (a lambda, an object) is a TypeError: it cannot cross
-
+# ---------------------------------------------------------------- which names come from where
 
 def free_names(source: str) -> set[str]:
-    """Names the test code reads but never binds and that are not builtins: the solution's names."""
+    """Names the test code reads but never binds and that are not builtins."""
     tree = ast.parse(source)
     used, bound = set(), set()
     for node in ast.walk(tree):
@@ -134,6 +93,64 @@ def free_names(source: str) -> set[str]:
     return used - bound - set(dir(builtins))
 
 
+def _called_names(source: str) -> set[str]:
+    return {n.func.id for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+
+
+_FENCED = re.compile(r"```[\w+-]*\n(.*?)```", re.S)
+_PROBLEM_STMTS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign,
+                  ast.AnnAssign)
+
+
+def problem_code(prompt: str, entry_point: str | None) -> ast.Module | None:
+    """The problem's own definitions (HumanEval's prompt: imports, helpers such as `poly`, constants), without
+    the entry point the solution writes and without assignments that call anything; from the prompt, else from
+    its fenced code blocks. None without any."""
+    for text in [prompt, *_FENCED.findall(prompt)]:
+        try:
+            tree = ast.parse(text)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            continue
+        body = [n for n in tree.body if isinstance(n, _PROBLEM_STMTS) and getattr(n, "name", None) != entry_point
+                and not (isinstance(n, ast.Assign | ast.AnnAssign) and any(isinstance(c, ast.Call) for c in ast.walk(n)))]
+        return ast.Module(body=body, type_ignores=[]) if body else None
+    return None
+
+
+def with_problem_code(tests: dict[str, Any], prompt: str) -> dict[str, Any]:
+    """`tests` with the problem's prompt as `tests["prompt"]` when the tests are HumanEval-style (`test_code`)
+    and the prompt holds code of the problem's own (the helpers its tests may call); else `tests` as given."""
+    if "test_code" in tests and "prompt" not in tests and problem_code(prompt, tests.get("entry_point")):
+        return {**tests, "prompt": prompt}
+    return tests
+
+
+def harness_env(tests: dict[str, Any], source: str) -> tuple[dict[str, Any], set[str]]:
+    """The tests' globals (their imports, the problem's own code, the standard-library modules they name) and
+    the names they take from the solution: the entry point (without one, the names the tests call and nobody
+    defines). TestError for any other name nobody defines."""
+    env: dict[str, Any] = {"__name__": "ssp_tests", "__builtins__": builtins}
+    entry = tests.get("entry_point")
+    try:
+        for line in tests.get("imports") or []:
+            exec(compile(line, "<test imports>", "exec"), env)  # noqa: S102 (the dataset's own tests: trusted)
+        if (code := problem_code(tests.get("prompt") or "", entry)) is not None:
+            exec(compile(code, "<problem>", "exec"), env)  # noqa: S102 (the problem's own code: trusted)
+        free = free_names(source) - set(env)
+    except Exception as e:  # noqa: BLE001
+        raise TestError(f"the tests or the problem's code do not run: {type(e).__name__}: {e}") from None
+    for n in sorted(free & set(sys.stdlib_module_names)):  # the tests' modules are ours, never the solution's
+        env[n] = importlib.import_module(n)
+    free -= set(env)
+    solution = {entry} if entry else free & _called_names(source)
+    if free - solution:
+        raise TestError(f"the tests use {sorted(free - solution)}, which neither the tests, the problem's code nor "
+                        f"the standard library define (only the entry point {entry!r} comes from the solution)")
+    return env, solution
+
+
+# ---------------------------------------------------------------- running the tests here
+
 @dataclass
 class Verdict:
     reason: str  # "correct" or why not
@@ -141,55 +158,66 @@ class Verdict:
     passed: int = 0  # tests (asserts / cases) that passed before the verdict
 
 
-def _harness(tests: dict[str, Any], kind: str):
-    """interact(channel) for Sandbox.serve: runs every test here and returns a Verdict."""
+def _harness(tests: dict[str, Any], kind: str, per_case: float | None):
+    """interact(channel) for Sandbox.serve: runs every test here and returns a Verdict. `per_case`: each
+    functional case's own time limit (LiveCodeBench's), the first one starting with the program's load."""
 
     def interact(ch: Channel) -> Verdict:
+        if per_case:
+            ch.limit(per_case)
         hello = ch.recv()
         if "load_error" in hello:
-            name, text = (hello["load_error"] + ["", ""])[:2]
+            name, text = (list(hello["load_error"]) + ["", ""])[:2]
             reason = {"SyntaxError": "syntax_error", "IndentationError": "syntax_error", "TabError": "syntax_error",
-                      "MemoryError": "memory_limit"}.get(name, "runtime_error")
+                      "MemoryError": "memory_limit"}.get(str(name), "runtime_error")
             return Verdict(reason, f"{name}: {text}"[:500])
         if hello.get("ready") is not True:
             return Verdict("runtime_error", "the program wrote something else on the result channel")
-        names = set(hello.get("names") or [])
+        s = Session(ch)
         if kind == "functional":
-            return _functional(ch, tests, names)
-        return _exec_tests(ch, tests, kind)
+            return _settle(s, _functional(s, tests, set(hello.get("names") or []), per_case))
+        return _settle(s, _exec_tests(s, tests, kind))
 
     return interact
 
 
-def _exec_tests(ch: Channel, tests: dict[str, Any], kind: str) -> Verdict:
-    if kind == "asserts":
-        units = list(tests["asserts"])
-        source = "\n".join(units)
-    else:
-        units = [tests["test_code"]]
-        source = tests["test_code"]
-    env: dict[str, Any] = {"__name__": "ssp_tests", "__builtins__": builtins}
-    for line in tests.get("imports") or []:
-        exec(compile(line, "<test imports>", "exec"), env)  # noqa: S102 (the dataset's own tests: trusted)
-    names = free_names(source) - set(env)
-    for n in names & set(sys.stdlib_module_names):  # the tests' modules are ours, never the solution's
-        env[n] = importlib.import_module(n)
-    remote = names - set(env)
-    if tests.get("entry_point"):
-        remote.add(tests["entry_point"])
-    env.update({n: Remote(ch, n) for n in remote})
+def _settle(s: Session, v: Verdict) -> Verdict:
+    """The verdict, unless the run broke meanwhile (also where a test caught the error): then that failure."""
+    if s.failed is not None:
+        raise s.failed
+    if s.test_error is not None:
+        return Verdict("test_error", str(s.test_error)[:500], v.passed)
+    if v.reason == "correct":
+        s.check()  # the harness's own work counts against the deadline too
+    return v
+
+
+def _exec_tests(s: Session, tests: dict[str, Any], kind: str) -> Verdict:
+    units = list(tests["asserts"]) if kind == "asserts" else [tests["test_code"]]
+    try:
+        env, solution = harness_env(tests, "\n".join(units))
+    except TestError as e:
+        return Verdict("test_error", str(e)[:500])
+    env.update({n: Remote(s, n) for n in solution})
     passed = 0
     for unit in units:
         try:
-            exec(compile(unit, "<tests>", "exec"), env)  # noqa: S102
+            exec(compile(unit, "<tests>", "exec"), env)  # noqa: S102 (the dataset's own tests: trusted)
             if kind == "test_code":
-                env["check"](Remote(ch, tests["entry_point"]))
+                if not callable(env.get("check")):
+                    raise TestError("the test code defines no check(candidate)")
+                env["check"](Remote(s, tests["entry_point"]))
+            s.check()
         except AssertionError as e:
             return Verdict("wrong_answer", f"failed: {unit[:300]} {e}"[:500], passed)
-        except (SandboxClosed, OutputLimit, SandboxTimeout):  # the run's fate, not a test's verdict
+        except CHANNEL_ERRORS:  # the run's fate, not a test's verdict
             raise
+        except TestError as e:
+            return Verdict("test_error", str(e)[:500], passed)
         except Exception as e:  # the solution raised, returned something unusable, or lacks a name
             return Verdict("runtime_error", f"{type(e).__name__}: {e}"[:500], passed)
+        if s.failed is not None or s.test_error is not None:
+            break
         passed += 1
     return Verdict("correct", passed=passed)
 
@@ -201,25 +229,32 @@ def parse_lcb_input(text: Any) -> list[Any]:
     return [json.loads(line) for line in str(text).split("\n") if line.strip()]
 
 
-def _functional(ch: Channel, tests: dict[str, Any], names: set[str]) -> Verdict:
+def _functional(s: Session, tests: dict[str, Any], names: set[str], per_case: float | None) -> Verdict:
     """LiveCodeBench functional cases: fn(*args) == expected (tuples compared as lists, as its runner does)."""
     fn_name = tests["fn_name"]
     passed = 0
+    s.write_back = False  # each case's arguments are its own and never looked at again
     try:
-        fn = Remote(ch, fn_name) if fn_name in names or "Solution" not in names else \
-            getattr(Remote(ch, "Solution")(), fn_name)
+        fn = Remote(s, fn_name) if fn_name in names or "Solution" not in names else \
+            getattr(Remote(s, "Solution")(), fn_name)
         for case in tests["functional"]:
             expected = case["output"]
             if isinstance(expected, str):
                 expected = json.loads(expected)
-            got = fn(*parse_lcb_input(case["input"]))
+            args = parse_lcb_input(case["input"])
+            if per_case:
+                s.ch.limit(per_case)
+            got = fn(*args)
             if isinstance(got, tuple):
                 got = list(got)
             if got != expected:  # plain values (a sandboxed object equals nothing), as LiveCodeBench compares
-                return Verdict("wrong_answer", f"case {passed}: got {got!r:.200}", passed)
+                return Verdict("wrong_answer", f"case {passed}: got {short_repr(got)}", passed)
+            s.check()
             passed += 1
-    except (SandboxClosed, OutputLimit, SandboxTimeout):
+    except CHANNEL_ERRORS:
         raise
+    except TestError as e:
+        return Verdict("test_error", str(e)[:500], passed)
     except Exception as e:
         return Verdict("runtime_error", f"{type(e).__name__}: {e}"[:500], passed)
     return Verdict("correct", passed=passed)
@@ -227,9 +262,40 @@ def _functional(ch: Channel, tests: dict[str, Any], names: set[str]) -> Verdict:
 
 # ---------------------------------------------------------------- stdin/stdout
 
-def same_output(got: str, expected: str) -> bool:
-    """Whitespace-insensitive comparison, token by token (the usual checker for stdin/stdout problems)."""
-    return got.split() == expected.split()
+def _lines(text: str) -> list[str]:
+    lines = [line.rstrip() for line in text.split("\n")]
+    while lines and not lines[-1]:
+        lines.pop()
+    return lines
+
+
+def _decimals(line: str) -> list[Decimal] | None:
+    try:
+        return [Decimal(tok) for tok in line.split()]
+    except (ArithmeticError, ValueError):
+        return None
+
+
+def same_output(got: str, expected: str, lcb: bool = False) -> bool:
+    """stdout against the expected output, line by line. Default: each line's trailing whitespace and the
+    trailing empty lines are ignored; leading whitespace, the spaces between tokens and the line breaks count.
+    lcb: LiveCodeBench's checker (lcb_runner/evaluation/testing_util.py): the output and each line stripped at
+    both ends, then each line equal as text or, token by token, as Decimals."""
+    if not lcb:
+        return _lines(got) == _lines(expected)
+    a = [line.strip() for line in got.strip().split("\n")]
+    b = [line.strip() for line in expected.strip().split("\n")]
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        if x != y:
+            dx, dy = _decimals(x), _decimals(y)
+            try:
+                if dx is None or dy is None or dx != dy:
+                    return False
+            except ArithmeticError:  # a signalling NaN
+                return False
+    return True
 
 
 def _run_reason(r: RunResult) -> str | None:
@@ -251,8 +317,8 @@ def _run_reason(r: RunResult) -> str | None:
 
 def grade_code(response: str, tests: dict[str, Any], sandbox: Sandbox, lcb: bool = False) -> Result:
     """Reward 1 only when the harness saw every test pass. `lcb`: LiveCodeBench's protocol, i.e. its code
-    extraction (between the last two fence lines) and the time limit per test: each stdin case runs alone
-    under the sandbox limit, and a function-test run gets the limit once per test."""
+    extraction (between the last two fence lines), its output comparison, and its time limit per test case:
+    each stdin case runs alone under the sandbox limit, and each functional case gets that limit on its own."""
     t0 = time.perf_counter()
     kind = check_tests(tests)
     code = lcb_extract_code(response) if lcb else extract_code(response)
@@ -275,15 +341,16 @@ def grade_code(response: str, tests: dict[str, Any], sandbox: Sandbox, lcb: bool
         for case in tests["stdin_stdout"]:
             r = sandbox.run(code, case["input"])
             reason = _run_reason(r) or ("runtime_error" if r.returncode != 0 else None)
-            if reason is None and not same_output(r.stdout, case["output"]):
+            if reason is None and not same_output(r.stdout, case["output"], lcb):
                 reason = "wrong_answer"
             if reason:
                 return result(reason, r)
         return result("correct", r)
     imports = "\n".join(tests.get("imports") or [])
     n_tests = len(tests[kind]) if kind in ("asserts", "functional") else 1
-    limit = sandbox.limits.timeout_s * n_tests if lcb else None
-    r = sandbox.serve(f"{imports}\n{code}" if imports else code, _harness(tests, kind), limit)
+    per_case = sandbox.limits.timeout_s if lcb and kind == "functional" else None
+    limit = sandbox.limits.timeout_s * (n_tests + (kind == "functional")) if lcb else None
+    r = sandbox.serve(f"{imports}\n{code}" if imports else code, _harness(tests, kind, per_case), limit)
     v = r.value
     if isinstance(v, Verdict) and r.timed_out is False and not r.memory_exceeded:
         res = result(v.reason, r, v.detail)

@@ -40,6 +40,7 @@ from typing import Any
 from actors.cgroup import Cgroups, RunCgroup
 
 BOOT = Path(__file__).with_name("sandbox_boot.py")
+CODEC = Path(__file__).with_name("sandbox_codec.py")  # imported by the boot from its own folder
 SPAWNER = Path(__file__).with_name("spawner.py")
 SPAWNER_MB = 16
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -252,13 +253,22 @@ def _box_root() -> str:
 
 
 def _compile_boot(python: str, where: str) -> str:
-    """sandbox_boot.py compiled once by the sandbox's python: compiling it in every run cost ~5 ms."""
-    out = Path(where, "boot.pyc")
+    """sandbox_boot.py and the codec beside it, compiled once by the sandbox's python (compiling them in every
+    run cost ~5 ms); returns the boot's path (the codec's is the same folder, same suffix)."""
     src = "import py_compile, sys; py_compile.compile(sys.argv[1], cfile=sys.argv[2], doraise=True)"
-    if subprocess.run([python, "-I", "-c", src, str(BOOT), str(out)], capture_output=True).returncode != 0:
-        shutil.copyfile(BOOT, out.with_suffix(".py"))  # a python that cannot compile it will not run it either
-        return str(out.with_suffix(".py"))
-    return str(out)
+    outs = []
+    for file in (BOOT, CODEC):
+        out = Path(where, "boot.pyc" if file == BOOT else file.with_suffix(".pyc").name)
+        if subprocess.run([python, "-I", "-c", src, str(file), str(out)], capture_output=True).returncode != 0:
+            out = out.with_suffix(".py")  # a python that cannot compile it will not run it either
+            shutil.copyfile(file, out)
+        outs.append(str(out))
+    return outs[0]
+
+
+def _codec_beside(boot: str) -> str:
+    """The compiled codec next to the compiled boot (see _compile_boot)."""
+    return str(Path(boot).with_name(CODEC.stem + Path(boot).suffix))
 
 
 def _sandbox_init(pid: int) -> bool:
@@ -294,12 +304,23 @@ def _reap_zombies() -> None:
 # ---------------------------------------------------------------- the harness's line to a serving program
 
 class Channel:
-    """JSON lines to and from a program started by `Sandbox.serve`, bounded by the run's deadline."""
+    """JSON lines to and from a program started by `Sandbox.serve`, bounded by the run's deadline (or a shorter
+    one the harness sets with `limit`, e.g. per test case); `check` holds the harness's own work to it too."""
 
     def __init__(self, w: int, r: int, deadline: float, cap: int):
         self.w, self.r, self.deadline, self.cap = w, r, deadline, cap
+        self.end = deadline  # the run's own: no `limit` goes past it
         self._buf = b""
         os.set_blocking(w, False)
+
+    def limit(self, seconds: float) -> None:
+        """The deadline `seconds` from now (never past the run's)."""
+        self.deadline = min(self.end, time.monotonic() + seconds)
+
+    def check(self) -> None:
+        """SandboxTimeout once the deadline has passed."""
+        if time.monotonic() >= self.deadline:
+            raise SandboxTimeout
 
     def _wait(self, fd: int, write: bool) -> None:
         left = self.deadline - time.monotonic()
@@ -494,7 +515,9 @@ class Sandbox:
             chan = list(range(3 + len(extra) - 2, 3 + len(extra))) if interact else []
             mode = "serve" if interact else "script"
             if self.bwrap:
-                mounts = ["--ro-bind", self.boot, f"/box/{Path(self.boot).name}", "--ro-bind-data", "4", "/box/main.py"]
+                codec = _codec_beside(self.boot)
+                mounts = ["--ro-bind", self.boot, f"/box/{Path(self.boot).name}", "--ro-bind", codec,
+                          f"/box/{Path(codec).name}", "--ro-bind-data", "4", "/box/main.py"]
                 cmd = (_bwrap_args(self.bwrap, mounts, self.limits.scratch_mb << 20) + ["--json-status-fd", "3"]
                        + self._argv(mode, "/box", timeout_s, chan))
                 cwd = None
@@ -502,7 +525,8 @@ class Sandbox:
                 box = tempfile.mkdtemp(prefix="box-", dir=self.box_root)
                 os.chmod(box, 0o755)
                 Path(box, "main.py").write_text(code)
-                shutil.copyfile(self.boot, Path(box, Path(self.boot).name))
+                for f in (self.boot, _codec_beside(self.boot)):
+                    shutil.copyfile(f, Path(box, Path(f).name))
                 scratch = tempfile.mkdtemp(prefix="ssp-scratch-")
                 if slot.uid is not None:
                     os.chown(scratch, slot.uid, slot.uid)

@@ -10,11 +10,13 @@ This process never sees a test or an expected value: the harness compares. Stand
 Debian's python3-seccomp). The harness imports `encode`/`decode` from this same file.
 """
 
-import _json  # the C half of json: no `re` import (json itself costs ~9 ms of startup in here)
-import binascii
 import errno
+import os
 import resource
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the codec is mounted beside this file
+from sandbox_codec import Decoder, Encoder, dumps, loads  # noqa: E402
 
 # The filter is an allowlist of what CPython and its standard library use (files, pipes, threads, fork,
 # multiprocessing, unix sockets, signals, timers, mmap, sqlite, ctypes); every other syscall fails with EPERM.
@@ -81,175 +83,157 @@ def install_seccomp() -> None:
     f.load()
 
 
-# ---------------------------------------------------------------- plain data across the boundary
+# ---------------------------------------------------------------- serving the harness (the codec: sandbox_codec.py)
 
-_ITERS = ("generator", "map", "filter", "zip", "enumerate", "reversed", "list_iterator", "tuple_iterator",
-          "range_iterator", "str_ascii_iterator", "set_iterator", "dict_keyiterator", "itertools.chain")
-
-
-def _exact(t, module, name):
-    m = sys.modules.get(module)
-    return m is not None and t is getattr(m, name, None)
-
-
-def encode(x, refs=None):
-    """A JSON-able tagged form of `x`. Exact types only: a subclass of int/list/... is not plain data and,
-    like any other object, stays on this side as {"$ref": n} (refs is None: a TypeError)."""
-    t = type(x)
-    if x is None or t is bool or t is int or t is str:
-        return x
-    if t is float:
-        return x if x == x and x not in (float("inf"), float("-inf")) else {"$float": repr(x)}
-    if t is list:
-        return [encode(v, refs) for v in x]
-    if t is tuple:
-        return {"$tuple": [encode(v, refs) for v in x]}
-    if t is set or t is frozenset:
-        return {"$" + t.__name__: [encode(v, refs) for v in x]}
-    if t is dict or any(_exact(t, "collections", n) for n in ("Counter", "OrderedDict", "defaultdict")):
-        return {"$dict": [[encode(k, refs), encode(v, refs)] for k, v in dict.items(x)]}
-    if t is bytes:
-        return {"$bytes": binascii.b2a_base64(x, newline=False).decode()}
-    if t is complex:
-        return {"$complex": [encode(x.real), encode(x.imag)]}
-    if t is range:
-        return {"$range": [x.start, x.stop, x.step]}
-    if _exact(t, "fractions", "Fraction"):
-        return {"$fraction": [x.numerator, x.denominator]}
-    if _exact(t, "decimal", "Decimal"):
-        return {"$decimal": str(x)}
-    if t.__name__ in ("dict_keys", "dict_values", "dict_items"):
-        return {"$" + t.__name__: [encode(v, refs) for v in x]}
-    if refs is not None and t.__name__ in _ITERS:
-        return {"$iter": [encode(v, refs) for v in x]}
-    if refs is None:
-        raise TypeError(f"{t.__name__} is not plain data")
-    refs.append(x)
-    return {"$ref": len(refs) - 1}
+def _raised(e):
+    """[type name, message, [[module, qualname] of its classes]]: the harness raises the first one it has."""
+    try:
+        text = str(e)[:500]
+    except Exception:  # noqa: BLE001 (the solution's __str__)
+        text = ""
+    return [type(e).__name__, text, [[c.__module__, c.__qualname__] for c in type(e).__mro__[:12]]]
 
 
-def decode(o, ref):
-    """The value of a tagged form; `ref(n)` gives what {"$ref": n} stands for. Builds plain types only."""
-    t = type(o)
-    if o is None or t in (bool, int, float, str):
-        return o
-    if t is list:
-        return [decode(v, ref) for v in o]
-    if t is not dict or len(o) != 1:
-        raise ValueError("malformed value")
-    (tag, v), = o.items()
-    if tag == "$float":
-        return float(v) if v in ("nan", "inf", "-inf") else _bad(tag)
-    if tag == "$ref":
-        return ref(v) if type(v) is int else _bad(tag)
-    if type(v) is not list and tag not in ("$bytes", "$decimal"):
-        return _bad(tag)
-    items = [decode(x, ref) for x in v] if type(v) is list else v
-    if tag == "$tuple":
-        return tuple(items)
-    if tag in ("$set", "$frozenset"):
-        return (set if tag == "$set" else frozenset)(items)
-    if tag in ("$dict", "$dict_items"):
-        d = dict(_pair(p) for p in items)
-        return d if tag == "$dict" else d.items()
-    if tag == "$dict_keys":
-        return dict.fromkeys(items).keys()
-    if tag == "$dict_values":
-        return dict(enumerate(items)).values()
-    if tag == "$iter":
-        return iter(items)
-    if tag == "$bytes" and type(v) is str:
-        return binascii.a2b_base64(v.encode())
-    if tag == "$decimal" and type(v) is str:
-        from decimal import Decimal
-
-        return Decimal(v)
-    if tag == "$complex" and len(items) == 2 and all(type(x) in (int, float) for x in items):
-        return complex(*items)
-    if tag == "$range" and len(items) == 3 and all(type(x) is int for x in items):
-        return range(*items)
-    if tag == "$fraction" and len(items) == 2 and all(type(x) is int for x in items) and items[1]:
-        from fractions import Fraction
-
-        return Fraction(*items)
-    return _bad(tag)
+def _snapshot(x):
+    """What a call may change in container `x`, by identity (an argument's state is sent back only if changed)."""
+    if type(x) is set:
+        return set(x)
+    return list(x) if type(x) is list else [y for kv in dict.items(x) for y in kv]
 
 
-def _pair(p):
-    if type(p) is not list or len(p) != 2:
-        raise ValueError("malformed dict item")
-    return p
+def _changed(x, before):
+    if type(x) is set:
+        return x != before
+    now = _snapshot(x)
+    return len(now) != len(before) or any(p is not q for p, q in zip(now, before))
 
 
-def _bad(tag):
-    raise ValueError(f"malformed value for tag {tag!r}")
+class _Pull:
+    """An iterator the harness passed: each item is asked of the harness when the solution wants it."""
+
+    def __init__(self, link, n):
+        self.link, self.n, self.done = link, n, False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.done:
+            raise StopIteration
+        msg = self.link.ask({"pull": self.n})
+        if "item" in msg:
+            return self.link.decoder()(msg["item"])
+        self.done = True
+        if "raise" in msg:
+            import builtins
+
+            name, text = (list(msg["raise"]) + ["", ""])[:2]
+            cls = getattr(builtins, str(name), None)
+            ok = isinstance(cls, type) and issubclass(cls, Exception) and not issubclass(cls, StopIteration)
+            raise (cls if ok else RuntimeError)(f"{text}" if ok else f"{name}: {text}")
+        raise StopIteration
 
 
-# ---------------------------------------------------------------- the two modes
+class _Link:
+    """serve()'s end of the channel. Re-entrant: while a pull waits for its item, the harness's requests made
+    meanwhile (its iterator may call the solution) are answered."""
 
-class _ScanContext:  # what _json.make_scanner reads from a json.JSONDecoder
-    strict, object_hook, object_pairs_hook = True, None, None
-    parse_float, parse_int, parse_constant = float, int, float
+    def __init__(self, g, inp, out):
+        self.g, self.inp, self.out, self.refs = g, inp, out, []
 
+    def other(self, x):  # not plain data: stays here behind a handle (an iterator is read lazily through it)
+        self.refs.append(x)
+        return {"$iter" if hasattr(type(x), "__next__") else "$ref": len(self.refs) - 1}
 
-def loads(text: str):
-    obj, end = _json.make_scanner(_ScanContext())(text, 0)
-    if text[end:].strip():
-        raise ValueError("extra data after the JSON value")
-    return obj
+    def decoder(self, seed=()):
+        return Decoder(self.refs.__getitem__, lambda n: _Pull(self, n), seed)
 
-
-def dumps(obj) -> str:
-    return "".join(_json.make_encoder(None, None, _json.encode_basestring_ascii, None, ":", ",", False, False,
-                                      False)(obj, 0))
-
-
-def serve(g: dict, req_fd: int, resp_fd: int) -> None:
-    """Answer the harness: {"op": "call"|"getattr"|"bool", "target": name or ref id, ...} -> {"ok": v} | {"raise": [t, m]}.
-    Never a comparison: that would hand this process the expected value."""
-    import os
-
-    refs = []
-    inp = os.fdopen(req_fd, "r", encoding="utf-8")
-    out = os.fdopen(resp_fd, "w", encoding="utf-8")
-
-    def target(t):
-        if type(t) is int:
-            return refs[t]
-        if t not in g:
-            raise NameError(f"name {t!r} is not defined by the solution")
-        return g[t]
-
-    names = [k for k in g if not k.startswith("__")]
-    sys.stdout.flush()
-    out.write(dumps({"ready": True, "names": names}) + "\n")
-    out.flush()
-    for line in inp:
+    def write(self, msg):
         try:
-            req = loads(line)
-            obj = target(req["target"])
-            if req["op"] == "getattr":
-                val = getattr(obj, req["attr"])
-            elif req["op"] == "bool":  # unary, plain result: no more than returning that bool would give
-                val = bool(obj)
-            else:
-                args = decode(req["args"], refs.__getitem__)
-                kwargs = dict(decode(req["kwargs"], refs.__getitem__))
-                val = obj(*args, **kwargs)
-            reply = {"ok": encode(val, refs)}
-        except Exception as e:  # the solution's own error: reported by type name and message
-            reply = {"raise": [type(e).__name__, str(e)[:500]]}
-        try:
-            text = dumps(reply)
+            text = dumps(msg)
         except (ValueError, TypeError, RecursionError) as e:
-            text = dumps({"raise": [type(e).__name__, str(e)[:500]]})
+            text = dumps({"raise": _raised(e)})
         for stream in (sys.stdout, sys.stderr):  # the run is killed once the harness is done: keep its prints
             try:
                 stream.flush()
             except Exception:  # noqa: BLE001 (the solution may have replaced or closed them)
                 pass
-        out.write(text + "\n")
-        out.flush()
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def ask(self, msg):
+        self.write(msg)
+        while True:
+            line = self.inp.readline()
+            if not line:
+                raise EOFError("the harness is gone")
+            req = loads(line)
+            if "op" not in req:
+                return req
+            self.write(self.answer(req))
+
+    def run(self):
+        for line in iter(self.inp.readline, ""):
+            try:
+                reply = self.answer(loads(line))
+            except (ValueError, RecursionError) as e:
+                reply = {"raise": _raised(e)}
+            self.write(reply)
+
+    def answer(self, req):
+        try:
+            t = req["target"]
+            if type(t) is not int and t not in self.g:
+                raise NameError(f"name {t!r} is not defined by the solution")
+            obj = self.refs[t] if type(t) is int else self.g[t]
+            if req["op"] == "getattr":
+                return {"ok": Encoder(self.other)(getattr(obj, req["attr"]))}
+            if req["op"] == "bool":  # unary, plain result: no more than returning that bool would give
+                return {"ok": bool(obj)}
+            if req["op"] == "next":
+                return self.next(obj, req["n"])
+            return self.call(obj, req)
+        except Exception as e:  # the solution's own error: its class names and message
+            return {"raise": _raised(e)}
+
+    def call(self, fn, req):
+        dec = self.decoder()
+        args, kwargs = dec(req["args"]), dict(dec(req["kwargs"]))
+        before = [_snapshot(x) for x in dec.objs] if req.get("back", True) else []  # back: the harness looks
+        val = fn(*args, **kwargs)
+        enc = Encoder(self.other, dec.objs)  # an argument met again is {"$same": its number}
+        changed = [i for i, (x, b) in enumerate(zip(dec.objs, before)) if _changed(x, b)]
+        reply = {"args": [[i, enc.state(dec.objs[i])] for i in changed]}  # arguments' state after the call
+        reply["ok"] = enc(val)
+        return reply
+
+    def next(self, it, n):
+        """Up to n items (fewer once 2 ms have gone: a lazy iterator is not run far ahead of its reader)."""
+        import time
+
+        enc, items, t0 = Encoder(self.other), [], time.perf_counter()
+        try:
+            while len(items) < min(max(int(n), 1), 1024):
+                items.append(enc(next(it)))
+                if time.perf_counter() - t0 > 0.002:
+                    break
+        except StopIteration:
+            return {"items": items, "stop": True}
+        except Exception as e:  # noqa: BLE001 (raised by the iterator: after the items before it)
+            return {"items": items, "raise": _raised(e)}
+        return {"items": items}
+
+
+def serve(g: dict, req_fd: int, resp_fd: int) -> None:
+    """Answer the harness: {"op": "call"|"getattr"|"bool"|"next", "target": name or ref id, ...} -> {"ok": v,
+    "args": [[i, state]...]} | {"items": [...]} | {"raise": [type, message, classes]}; {"pull": n} asks the
+    harness for the next item of an iterator it passed. Never a comparison: that would hand this process the
+    expected value."""
+    import os
+
+    link = _Link(g, os.fdopen(req_fd, "r", encoding="utf-8"), os.fdopen(resp_fd, "w", encoding="utf-8"))
+    link.write({"ready": True, "names": [k for k in g if not k.startswith("__")]})
+    link.run()
 
 
 def main() -> None:

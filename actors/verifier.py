@@ -354,6 +354,16 @@ def read_requests(path: str | Path) -> list[VerifyRequest]:
     return reqs
 
 
+def verify_summary(results: list[Result]) -> dict[str, int]:
+    """`ssp verify`'s summary, counted from the results themselves: reused verdicts count like checked ones."""
+    return {"count": len(results), "math": sum(r.kind == "math" for r in results),
+            "code": sum(r.kind == "code" for r in results), "correct": sum(r.reward > 0 for r in results),
+            "timeouts": sum(r.reason == "timeout" for r in results),
+            "errors": sum(r.reason.startswith("verifier_error") for r in results),
+            "test_errors": sum(r.reason == "test_error" for r in results),
+            "reused": sum(bool(r.detail.get("reused")) for r in results)}
+
+
 def run_verify(args: argparse.Namespace) -> int:
     from ssp.cli import check_output
 
@@ -377,10 +387,7 @@ def run_verify(args: argparse.Namespace) -> int:
     finally:
         if out is not sys.stdout:
             out.close()
-    s = pool.stats
-    summary = {"count": len(results), "math": sum(r.kind == "math" for r in results),
-               "code": sum(r.kind == "code" for r in results), "correct": s["correct"],
-               "timeouts": s["timeouts"], "errors": s["verifier_errors"]}
+    summary = verify_summary(results)
     print("summary: " + json.dumps(summary), file=sys.stderr if not args.output else sys.stdout)
     pool.shutdown()
     return 0

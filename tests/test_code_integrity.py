@@ -153,8 +153,10 @@ def test_stdin_problems_compare_in_the_harness(sb):
     tests = {"stdin_stdout": [{"input": "7f3a\n", "output": "SECRET-7f3a\n"}, {"input": "b\n", "output": "SECRET-b"}]}
     right = "print('SECRET-' + input().strip())"
     assert grade_code(f"```python\n{right}\n```", tests, sb).reward == 1.0
-    spaced = "print('  SECRET-' + input().strip() + '  \\n\\n')"
-    assert grade_code(f"```python\n{spaced}\n```", tests, sb).reward == 1.0  # whitespace is normalised
+    trailing = "print('SECRET-' + input().strip() + '  \\n\\n')"
+    assert grade_code(f"```python\n{trailing}\n```", tests, sb).reward == 1.0  # trailing whitespace is ignored
+    leading = "print('  SECRET-' + input().strip())"
+    assert grade_code(f"```python\n{leading}\n```", tests, sb).reward == 0.0  # leading whitespace is not
     for wrong in ("import sys\nsys.exit(0)", "print('SECRET-x')", LEAK_HUNT):
         assert grade_code(f"```python\n{wrong}\n```", tests, sb).reward == 0.0
 

@@ -42,7 +42,7 @@ def test_three_formats(sandbox):
     he = {"test_code": "def check(candidate):\n    assert candidate(2, 3) == 5\n", "entry_point": "add"}
     assert _grade(sandbox, f, he).reward == 1
     echo = "```python\nn = int(input())\nprint(n * 2)\n```"
-    io = {"stdin_stdout": [{"input": "2\n", "output": "4\n"}, {"input": "5", "output": " 10 "}]}
+    io = {"stdin_stdout": [{"input": "2\n", "output": "4\n"}, {"input": "5", "output": "10 \n\n"}]}
     r = _grade(sandbox, echo, io)
     assert (r.reward, r.stdout) == (1.0, "10\n")
     io["stdin_stdout"].append({"input": "1", "output": "3"})

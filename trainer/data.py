@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from actors.code_grader import InvalidTests, check_tests
+from actors.code_grader import InvalidTests, check_tests, with_problem_code
 
 
 class DataError(ValueError):
@@ -90,7 +90,7 @@ def from_record(rec: Any, where: str, prefix: str) -> Problem:
             tests = {"asserts": tests, "imports": rec.get("test_imports") or [],
                      **({"entry_point": rec["entry_point"]} if rec.get("entry_point") else {})}
         try:
-            check_tests(tests)
+            tests = with_problem_code(tests, prompt) if check_tests(tests) == "test_code" else tests
         except InvalidTests as e:
             raise DataError(f"{where}: field 'tests': {e}") from None
         pid = rec.get("id") or stable_id(prefix, prompt)
@@ -163,7 +163,7 @@ def load_parquet(path: str | Path) -> list[Problem]:
             gt = rm["ground_truth"]
             tests = json.loads(gt) if isinstance(gt, str) else gt
             try:
-                check_tests(tests)
+                tests = with_problem_code(tests, user[-1]) if check_tests(tests) == "test_code" else tests
             except InvalidTests as e:
                 raise DataError(f"{where}: field 'reward_model.ground_truth': {e}") from None
             out.append(Problem(id=str(pid), prompt=user[-1], kind="code", tests=tests, subdomain="code",
