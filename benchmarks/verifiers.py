@@ -106,7 +106,8 @@ def load_baseline(checkout: str, package: str, relpath: str, name: str):
 def baseline_grader(checkout: str):
     """(the other checkout's code_grader module, a Sandbox of its own with two slots)."""
     mod = load_baseline(checkout, "actors", "actors/code_grader.py", "baseline_code_grader")
-    return mod, mod.Sandbox(mod.SandboxLimits(timeout_s=10), uids=[63910, 63911])
+    limits = mod.Sandbox.__init__.__globals__["SandboxLimits"]  # from its own actors.sandbox
+    return mod, mod.Sandbox(limits(timeout_s=10), uids=[63910, 63911])
 
 
 def main() -> None:

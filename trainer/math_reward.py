@@ -18,6 +18,7 @@ Equivalence otherwise is math-verify's (sympy), with no float tolerance. No time
 
 from __future__ import annotations
 
+import functools
 import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
@@ -46,8 +47,10 @@ def _latex(text: str) -> str:
     return t.replace("bmatrix", "pmatrix")
 
 
+@functools.lru_cache(maxsize=4096)
 def _parse(text: str) -> Any:
-    """The sympy value of an answer's text (math-verify's LaTeX reader), or None."""
+    """The sympy value of an answer's text (math-verify's LaTeX reader), or None. Cached: a gold answer is read
+    for each of its G samples (sympy values are immutable)."""
     from math_verify import parse
     from math_verify.parser import ExprExtractionConfig, LatexExtractionConfig
 
