@@ -2,8 +2,7 @@
 
 Kept free of torch, vLLM and Ray so `ssp config` and a bad `ssp rl` answer fast. The loss choices are the names
 of actors/losses.py's registries; that module checks at import that its registries and these names agree, so a
-new variant is one function, one registry entry and one name here. (The verifier's config is in
-actors/verifier.py.)
+new variant is one function, one registry entry and one name here.
 """
 
 from __future__ import annotations
@@ -106,3 +105,36 @@ class LearnerConfig:
     logprobs_source: Literal["learner", "engine"] = cfg("learner", "pi_old from: learner (recomputed) | engine (rollout logprobs)")
     loss: LossConfig = cfg(LossConfig(), "the RL loss")
     seed: int = cfg(0, "torch/python RNG seed")
+
+
+@dataclass
+class VerifierConfig:
+    num_workers: int = cfg(2, "number of verifier actors", ge=1)
+    max_concurrency: int = cfg(2, "checks run at once per actor (threads; one math helper / sandbox slot each)", ge=1)
+    num_cpus: float = cfg(1.0, "Ray CPUs reserved per verifier actor", ge=0)
+    resources: dict[str, float] = cfg({}, "custom Ray resources per verifier actor, e.g. {ssp_cpu: 1} to keep "
+                                          "verifiers on the CPU worker group of k8s/raycluster.yaml")
+    max_restarts: int = cfg(3, "times Ray restarts a crashed verifier actor", ge=-1)
+    math_timeout_s: float = cfg(5.0, "hard time limit per math check (helper process killed after it)", gt=0)
+    math_memory_mb: int = cfg(4096, "address-space limit of each math helper process", ge=256)
+    math_think: Literal["required", "optional"] = cfg(
+        "required", "math training reward: required = the answer is read only after the first </think> and a "
+                    "response that never closes its thinking scores 0 (VibeThinker's rule; for models that think); "
+                    "optional = a response with no think tags is read whole (for models that do not think)")
+    math_unboxed: bool = cfg(False, "math training reward: with no \\boxed{} answer, read one from a final-answer "
+                                    "line ('Final answer: X', 'The answer is X') on the last line")
+    code_timeout_s: float = cfg(5.0, "wall time limit per code execution (CPU limit is the same, rounded up)", gt=0)
+    memory_mb: int = cfg(512, "memory of one sandboxed run as a whole (cgroup: all its processes and tmpfs "
+                              "pages; also each process's address-space limit)", ge=64)
+    cpus: float = cfg(1.0, "CPU cores one sandboxed run may use in all (cgroup cpu quota)", gt=0)
+    max_output_bytes: int = cfg(1 << 20, "stdout cap (and max file size) for sandboxed code", ge=1024)
+    nproc: int = cfg(32, "process limit of one sandboxed run (cgroup pids.max and RLIMIT_NPROC of its uid)", ge=1)
+    nofile: int = cfg(64, "open-file limit of sandboxed code", ge=16)
+    scratch_mb: int = cfg(64, "size of each of the sandbox's tmpfs mounts (/scratch and /dev/shm)", ge=1)
+    uid_base: int = cfg(62000, "sandbox uids are reserved host-wide from here up (one per slot, when root; "
+                               "uids of accounts and of /etc/subuid ranges are skipped)", ge=1000)
+    allow_weak_isolation: bool = cfg(False, "run even if bwrap/user namespaces/seccomp are missing")
+    reuse_verdicts: bool = cfg(True, "a code response whose extracted program was already judged against the same "
+                                     "tests (in this batch or the last `reuse_cache` ones) takes that verdict instead "
+                                     "of another sandboxed run; timeouts, memory kills and errors are never reused")
+    reuse_cache: int = cfg(4096, "programs remembered for reuse_verdicts", ge=0)

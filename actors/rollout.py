@@ -20,13 +20,12 @@ import ray
 from actors import weight_sync
 from actors.config import EngineConfig, RolloutConfig, SamplingConfig
 from actors.engine import make_llm, sampling_params, set_engine_env
-from actors.records import Rollout
+from actors.prompts import build_prompt, load_tokenizer
+from actors.records import Problem, Rollout
 
 
 def as_problem(p):
     """A Problem as it is; a {"id", "prompt"} dict (tests, tools) as a Problem."""
-    from trainer.data import Problem
-
     return p if isinstance(p, Problem) else Problem(id=str(p["id"]), prompt=p["prompt"], kind=p.get("kind", "math"))
 
 
@@ -40,7 +39,6 @@ class RolloutWorker:
                  sync_name: str = "object-store"):
         set_engine_env(engine)
         from cluster.telemetry import metric
-        from trainer.tiny_model import load_tokenizer
 
         self.llm = make_llm(model_path, engine)
         self.sync = weight_sync.make(sync_name)
@@ -76,7 +74,6 @@ class RolloutWorker:
             raise StaleWeights(f"engine holds weights v{self.version}, the pool needs at least v{min_version}")
         from vllm.sampling_params import RequestOutputKind
 
-        from trainer.data import build_prompt
 
         sampling = SamplingConfig(**{**asdict(self.sampling), **(overrides or {})})
         problems = [as_problem(p) for p in problems]

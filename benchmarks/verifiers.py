@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from actors.code_grader import grade_code, mbpp_tests  # noqa: E402
-from actors.sandbox import SYSTEM_PYTHON, Sandbox, SandboxLimits  # noqa: E402
-from trainer.rewards import MathChecker  # noqa: E402
+from actors.verifier.code_grader import grade_code, mbpp_tests  # noqa: E402
+from actors.verifier.math_checker import MathChecker  # noqa: E402
+from actors.verifier.sandbox import SYSTEM_PYTHON, Sandbox, SandboxLimits  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 WORKERS = 2
@@ -105,8 +105,8 @@ def load_baseline(checkout: str, package: str, relpath: str, name: str):
 
 def baseline_grader(checkout: str):
     """(the other checkout's code_grader module, a Sandbox of its own with two slots)."""
-    mod = load_baseline(checkout, "actors", "actors/code_grader.py", "baseline_code_grader")
-    limits = mod.Sandbox.__init__.__globals__["SandboxLimits"]  # from its own actors.sandbox
+    mod = load_baseline(checkout, "actors", "actors/verifier/code_grader.py", "baseline_code_grader")
+    limits = mod.Sandbox.__init__.__globals__["SandboxLimits"]  # from its own actors.verifier.sandbox
     return mod, mod.Sandbox(limits(timeout_s=10), uids=[63910, 63911])
 
 
@@ -119,7 +119,7 @@ def main() -> None:
     sb = Sandbox(SandboxLimits(timeout_s=10), uids=[63900 + k for k in range(WORKERS)])
     assert sb.cgroups is not None, "no cgroup: these figures would not be the ones CI and users get"
     math_rate = bench_math()
-    old_math = bench_math(load_baseline(args.baseline, "trainer", "trainer/rewards.py", "baseline_rewards").MathChecker) \
+    old_math = bench_math(load_baseline(args.baseline, "trainer", "actors/verifier/math_checker.py", "baseline_rewards").MathChecker) \
         if args.baseline else None
     code_rate = bench_code(sb)
     if args.baseline:

@@ -79,8 +79,8 @@ class InProcessVerifier:
         import queue
         from concurrent.futures import ThreadPoolExecutor
 
-        from actors.verifier import make_sandbox
-        from trainer.rewards import MathChecker
+        from actors.verifier.math_checker import MathChecker
+        from actors.verifier.pool import make_sandbox
 
         self.sandbox = make_sandbox(c, threads)
         self.think, self.unboxed = c.math_think, c.math_unboxed  # the training reward's options, as ssp rl's
@@ -90,7 +90,7 @@ class InProcessVerifier:
         self.pool = ThreadPoolExecutor(threads)
 
     def _one(self, p, text: str) -> float:
-        from actors.code_grader import grade_code
+        from actors.verifier.code_grader import grade_code
 
         if p.kind == "code":
             return grade_code(text, p.tests or {}, self.sandbox).reward
@@ -196,7 +196,7 @@ def run_trl(run: Path, start: str, base: list[str], seed: int) -> dict:
 def eval_checkpoints(run: Path, start: str, base: list[str]) -> list[tuple[int, float]]:
     """The start model and each saved TRL checkpoint through the evaluator `ssp rl` uses in-run."""
     from actors.rollout import RolloutPool
-    from actors.verifier import VerifierPool
+    from actors.verifier.pool import VerifierPool
     from actors.weight_sync import WeightSync
     from cluster.ray_cluster import connect
     from ssp.config import load_config

@@ -10,15 +10,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import TYPE_CHECKING, get_args, get_type_hints
+from typing import Any, Protocol, get_args, get_type_hints
 
 import numpy as np
 
 from cluster.config import SchedulerConfig
 from ssp.mgpo import kl_to_half
 
-if TYPE_CHECKING:
-    from cluster.scheduler import ProblemScheduler
+
+class Pool(Protocol):
+    """What a sampler reads from the scheduler (cluster/scheduler.py ProblemScheduler is the one there is)."""
+
+    config: SchedulerConfig
+
+    def cells(self) -> dict[str, tuple[int, int]]: ...
+    def draw_bands(self, args: list[Any]) -> list[str]: ...
+    def pool(self) -> list[Any]: ...
 
 
 def priority(p: float, kind: str, lam: float) -> float:
@@ -94,7 +101,7 @@ def fit_prior(counts: np.ndarray, fallback: tuple[float, float], min_problems: i
 class Sampler:
     """Picks n distinct problem ids from a scheduler's pool. A new sampler is one subclass and one SAMPLERS entry."""
 
-    def __init__(self, scheduler: ProblemScheduler):
+    def __init__(self, scheduler: Pool):
         self.scheduler, self.config = scheduler, scheduler.config
 
     def sample(self, n: int, rng: np.random.Generator) -> list[str]:

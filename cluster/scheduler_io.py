@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from cluster.scheduler import ProblemScheduler
-from trainer.data import iter_jsonl
+from ssp.io import iter_jsonl
 
 
 def export(sched: ProblemScheduler, path: str | Path) -> int:

@@ -4,31 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 from cluster.local import ClusterError
 from ssp.config import ConfigError, describe, load_config, to_dict
+from ssp.io import DataError, check_output
 from ssp.tree import add_config_args, load_tree
-from trainer.data import DataError
-
-
-def check_output(out: str | None, inputs: list[str]) -> None:
-    """Refuse, before any work starts, an output that is an input or cannot be written."""
-    if not out:
-        return
-    o = Path(out)
-    for i in inputs:
-        if o.resolve() == Path(i).resolve() or (o.exists() and Path(i).exists() and o.samefile(i)):
-            raise DataError(f"{out}: the output would overwrite the input {i}")
-    if o.is_dir():
-        raise DataError(f"{out}: is a directory, expected a file path")
-    parent = o.resolve().parent
-    if not parent.is_dir():
-        raise DataError(f"{out}: its folder {parent} does not exist")
-    if not os.access(parent, os.W_OK) or (o.exists() and not os.access(o, os.W_OK)):
-        raise DataError(f"{out}: not writable")
 
 
 def positive_int(text: str) -> int:
@@ -136,7 +118,7 @@ def cmd_sft(args: argparse.Namespace) -> int:
 def cmd_probe(args: argparse.Namespace) -> int:
     conf = load_tree(args)
     from actors.rollout import RolloutPool
-    from actors.verifier import VerifierPool
+    from actors.verifier.pool import VerifierPool
     from cluster.ray_cluster import connect
     from trainer.probe import probe, specialists, write_table
     from trainer.sft import checkpoints
@@ -297,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(p)
     p.set_defaults(func=cmd_cluster)
 
-    from actors.verifier import register_cli as verify_cli  # commands owned by their rooms
+    from actors.verifier.cli import register_cli as verify_cli  # commands owned by their rooms
     from cluster.scheduler_cli import register_cli as scheduler_cli
     from serve.cli import register_cli as serve_cli
     from trainer.gguf_model import register_cli as gguf_cli

@@ -6,8 +6,7 @@ import argparse
 from dataclasses import dataclass
 from typing import Literal
 
-from actors.config import EngineConfig, LearnerConfig, RolloutConfig, SamplingConfig
-from actors.verifier import VerifierConfig
+from actors.config import EngineConfig, LearnerConfig, RolloutConfig, SamplingConfig, VerifierConfig
 from cluster.config import ClusterConfig, SchedulerConfig
 from serve.config import ServeConfig
 from ssp.config import ConfigError, cfg, load_config

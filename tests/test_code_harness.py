@@ -1,4 +1,4 @@
-"""The code harness (actors/harness.py, actors/code_grader.py): where the tests' names come from, call semantics
+"""The code harness (actors/verifier/harness.py, actors/verifier/code_grader.py): where the tests' names come from, call semantics
 across the sandbox boundary, what the solution's replies may cost the verifier, and the output comparison.
 
 Real sandboxed runs throughout. Each trick comes with a negative control (the same wrong program without the
@@ -12,11 +12,11 @@ import tracemalloc
 
 import pytest
 
-from actors.code_grader import InvalidTests, check_tests, grade_code, same_output
-from actors.sandbox import Sandbox, SandboxLimits
-from actors.verifier import verify_summary
+from actors.verifier.cli import verify_summary
+from actors.verifier.code_grader import InvalidTests, check_tests, grade_code, same_output
+from actors.verifier.sandbox import Sandbox, SandboxLimits
+from actors.verifier.types import Result
 from trainer.data import from_record
-from trainer.rewards import Result
 
 UIDS = [63170, 63171]
 LIMIT_S = 2.0

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from actors.code_grader import InvalidTests, check_tests, grade_code
-from actors.sandbox import Sandbox, SandboxLimits
+from actors.verifier.code_grader import InvalidTests, check_tests, grade_code
+from actors.verifier.sandbox import Sandbox, SandboxLimits
 
 UIDS = [63150, 63151]
 RIGHT = "def f(x):\n    return 2 * x\n"

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from actors.verifier.protocols import grade_vibethinker, hendrycks_normalize, last_box, lcb_extract_code
 from trainer.data import DataError, Problem
-from trainer.graders import grade_vibethinker, hendrycks_normalize, last_box, lcb_extract_code
 from trainer.metrics import cons_at_n, pass1_se, pass_at_k, summarize
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,7 +83,7 @@ def test_mathd_and_sympy_paths():
 
 
 def test_sympy_timeout_kills_the_helper():
-    from trainer.rewards import MathChecker
+    from actors.verifier.math_checker import MathChecker
 
     c = MathChecker(timeout_s=2)
     try:
@@ -105,8 +105,8 @@ def test_lcb_code_extraction():
 
 
 def test_lcb_grading_in_the_sandbox():
-    from actors.code_grader import grade_code
-    from actors.sandbox import Sandbox, SandboxLimits
+    from actors.verifier.code_grader import grade_code
+    from actors.verifier.sandbox import Sandbox, SandboxLimits
 
     sb = Sandbox(SandboxLimits(timeout_s=2), uids=[63120])
     stdin = {"stdin_stdout": [{"input": "2 3\n", "output": "5\n"}, {"input": "10 -4\n", "output": "6\n"}]}
@@ -214,7 +214,8 @@ class KnownResponses:
 
 
 def test_score_stream_runs_every_grader_on_every_sample(ray_cluster):
-    from actors.verifier import VerifierConfig, VerifierPool
+    from actors.config import VerifierConfig
+    from actors.verifier.pool import VerifierPool
     from trainer.eval import figures, score_stream
 
     math = Problem("m", "2+3?", "math", answer="5")

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from trainer.graders import grade_vibethinker
-from trainer.rewards import MathChecker
+from actors.verifier.math_checker import MathChecker
+from actors.verifier.protocols import grade_vibethinker
 
 T = "<think>Let me work it out.</think>\n"
 MC = {"A": "12", "B": "15", "C": "18", "D": "21"}

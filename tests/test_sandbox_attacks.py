@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.sandbox import Sandbox, SandboxLimits
+from actors.verifier.sandbox import Sandbox, SandboxLimits
 
 REPO = Path(__file__).resolve().parents[1]
 UID = 63200
@@ -154,7 +154,7 @@ def test_forked_children_are_limited_as_a_whole():
     never holds much more than the limit."""
     import psutil
 
-    from actors.code_grader import grade_code
+    from actors.verifier.code_grader import grade_code
 
     box = Sandbox(SandboxLimits(timeout_s=10, memory_mb=512), uids=[UID + 1])
     assert box.cgroups is not None, "this machine kind mounts cgroup v1: the cgroup path must be the one tested"
@@ -337,7 +337,7 @@ def test_two_sandboxes_with_default_uids_leave_each_other_alone():
 def test_uids_are_validated_and_reserved():
     import pwd
 
-    from actors.sandbox import UidLease
+    from actors.verifier.sandbox import UidLease
 
     for bad in (0, pwd.getpwnam("nobody").pw_uid, 999):
         with pytest.raises(ValueError, match=f"uid {bad}"):

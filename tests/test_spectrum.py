@@ -148,7 +148,7 @@ def test_sft_on_ray_train_saves_loadable_checkpoints_and_resumes(sft_run):
 def test_probe_through_one_engine_matches_fresh_engines(sft_run, tiny_model_dir, tmp_path):
     """Two checkpoints pushed in place into one running engine score exactly as engines started on each."""
     from actors.rollout import RolloutPool
-    from actors.verifier import VerifierPool
+    from actors.verifier.pool import VerifierPool
     from trainer.eval import evaluate
     from trainer.probe import probe, specialists
     from trainer.splits import probe_sets

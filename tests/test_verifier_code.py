@@ -11,9 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 import psutil
 import pytest
 
-from actors.code_grader import grade_code, mbpp_tests
-from actors.sandbox import IsolationError, Sandbox, SandboxLimits
-from trainer.rewards import extract_code
+from actors.verifier.code_grader import extract_code, grade_code, mbpp_tests
+from actors.verifier.sandbox import IsolationError, Sandbox, SandboxLimits
 
 UIDS = [63100, 63101]
 

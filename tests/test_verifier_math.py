@@ -8,8 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from trainer.math_reward import grade_strict as grade_math
-from trainer.rewards import MathChecker, extract_math_answer, last_boxed
+from actors.verifier.math_answer import last_boxed
+from actors.verifier.math_checker import MathChecker, extract_math_answer
+from actors.verifier.math_reward import grade_strict as grade_math
 
 T = "<think>work</think>"  # the toy traces' shape: thinking closed, then the answer
 

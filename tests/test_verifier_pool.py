@@ -11,7 +11,9 @@ from functools import partial
 import psutil
 import pytest
 
-from actors.verifier import VerifierConfig, VerifierPool, register_cli
+from actors.config import VerifierConfig
+from actors.verifier.cli import register_cli
+from actors.verifier.pool import VerifierPool
 
 # each item its own program ({i}), so that none takes another's verdict (verifier.reuse_verdicts)
 SLOW = "```python\nimport time\ntime.sleep({s})\ndef f():\n    return 1  # {i}\n```"

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from actors.records import Rollout
+    from actors.verifier.types import Result
     from trainer.data import Problem
-    from trainer.rewards import Result
 
 
 class Timer(dict):

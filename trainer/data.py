@@ -9,34 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from actors.code_grader import InvalidTests, check_tests, with_problem_code
-
-
-class DataError(ValueError):
-    """Malformed input; the message says `file:line: field ...`."""
-
-
-@dataclass
-class Problem:
-    id: str
-    prompt: str
-    kind: str  # "math" | "code"
-    answer: str | None = None  # math gold
-    tests: dict[str, Any] | None = None  # code tests, in the verifier's format
-    subdomain: str = "unknown"
-    level: int | None = None
-    solutions: list[str] = field(default_factory=list)  # SFT traces, when the source has them
-    source: str = ""
-    starter_code: str = ""  # code problems: the signature a solution must fill in (LiveCodeBench)
-    choices: dict[str, str] | None = None  # multiple-choice math: letter -> option text (the gold is a letter)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+from actors.prompts import build_prompt  # noqa: F401  (re-exported)
+from actors.records import Problem
+from actors.verifier.code_grader import InvalidTests, check_tests, with_problem_code
+from actors.verifier.math_answer import check_choices
+from ssp.io import DataError, iter_jsonl  # noqa: F401  (re-exported: the loaders' errors and reader)
 
 
 def stable_id(prefix: str, text: str) -> str:
@@ -50,28 +30,6 @@ def _need(rec: dict, key: str, typ: type | tuple, where: str) -> Any:
     if not isinstance(val, typ):
         raise DataError(f"{where}: field '{key}' must be {getattr(typ, '__name__', typ)}, got {type(val).__name__}")
     return val
-
-
-def check_choices(choices: Any, gold: Any) -> dict[str, str]:
-    """A multiple-choice problem's options as letter -> text: a JSON object keyed by single capital letters, or a
-    list of option texts (lettered A, B, ...); the gold must be one of the letters. Raises ValueError."""
-    from trainer.math_answer import gold_letter
-
-    if isinstance(choices, list):
-        if not 2 <= len(choices) <= 26:
-            raise ValueError(f"a list of 2 to 26 options, got {len(choices)}")
-        choices = {chr(65 + i): c for i, c in enumerate(choices)}
-    if not isinstance(choices, dict) or len(choices) < 2:
-        raise ValueError("must be an object of 2 or more options (letter -> text) or a list of option texts")
-    for k, v in choices.items():
-        if not (isinstance(k, str) and len(k) == 1 and k.isupper() and k.isascii()):
-            raise ValueError(f"option keys must be single capital letters, got {k!r}")
-        if not isinstance(v, str | int | float) or isinstance(v, bool):
-            raise ValueError(f"option {k}: text must be a string or number, got {type(v).__name__}")
-    letter = gold_letter(str(gold))
-    if letter is None or letter not in choices:
-        raise ValueError(f"the gold answer {str(gold)!r} must be one of the option letters {sorted(choices)}")
-    return {k: str(v) for k, v in choices.items()}
 
 
 def from_record(rec: Any, where: str, prefix: str) -> Problem:
@@ -106,34 +64,6 @@ def from_record(rec: Any, where: str, prefix: str) -> Problem:
         except ValueError as e:
             raise DataError(f"{where}: field 'choices': {e}") from None
     return Problem(id=str(pid), prompt=prompt, kind="math", answer=str(answer), choices=choices, **common)
-
-
-def iter_jsonl(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(`file:line`, object) for every non-blank line; bad JSON or a non-object raises DataError naming both."""
-    p = Path(path)
-    if p.is_dir():
-        raise DataError(f"{path}: is a directory, expected a JSONL file")
-    if not p.exists():
-        raise DataError(f"{path}: no such file")
-    with p.open("rb") as f:
-        for n, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise DataError(f"{path}:{n}: not UTF-8 text (binary input? byte {e.start + 1} of the line)") from None
-            if not line.strip():
-                continue
-            if "\x00" in line:
-                raise DataError(f"{path}:{n}: contains NUL bytes (binary input?)")
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{n}: not valid JSON ({e.msg} at column {e.colno})") from None
-            except RecursionError:
-                raise DataError(f"{path}:{n}: JSON nested too deeply") from None
-            if not isinstance(rec, dict):
-                raise DataError(f"{path}:{n}: expected a JSON object, got {type(rec).__name__}")
-            yield f"{path}:{n}", rec
 
 
 def load_jsonl(path: str | Path) -> list[Problem]:
@@ -194,10 +124,3 @@ def load_problems(path: str | Path) -> list[Problem]:
     if path.suffix in (".jsonl", ".json"):
         return load_jsonl(path)
     raise DataError(f"{path}: unknown dataset format '{path.suffix}' (expected .jsonl or .parquet)")
-
-
-def build_prompt(tokenizer: Any, problem: Problem, instruction: str = "") -> str:
-    """The chat-formatted prompt text (generation prompt included) for one problem."""
-    content = f"{problem.prompt}\n{instruction}".strip() if instruction else problem.prompt
-    return tokenizer.apply_chat_template([{"role": "user", "content": content}],
-                                         tokenize=False, add_generation_prompt=True)

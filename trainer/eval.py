@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
+from actors.verifier.protocols import vote_answer
 from trainer.data import Problem
-from trainer.graders import vote_answer
 from trainer.metrics import summarize
 
 TRAINING_REWARD = {"math": "math-verify", "code": "sandbox"}  # the grader RL trains on, per kind
@@ -47,7 +47,7 @@ def score_stream(rollout_pool, verifier_pool, problems: list[Problem], n: int,
                  instruction: str | None = None, threads: int = 4) -> Iterator[Scored]:
     """Yields each problem, scored, as soon as its samples are generated and verified. `graders[kind]` lists
     the graders to run on every sample (default: the training reward); the first is the primary one."""
-    from actors.verifier import requests_for
+    from actors.verifier.pool import requests_for
 
     graders = {**{k: [v] for k, v in TRAINING_REWARD.items()}, **(graders or {})}
 

@@ -13,10 +13,10 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from actors.verifier.protocols import THINK_END, vote_answer
 from trainer.data import DataError, Problem
 from trainer.eval import Scored, figures, score_stream
 from trainer.eval_suite import SuiteConfig, load_dataset, load_suite, user_content
-from trainer.graders import THINK_END, vote_answer
 
 
 def check_model(path: str):
@@ -92,7 +92,7 @@ def run_eval(conf, model: str) -> dict:
     from tqdm import tqdm
 
     from actors.rollout import RolloutPool
-    from actors.verifier import VerifierPool
+    from actors.verifier.pool import VerifierPool
     from cluster.ray_cluster import connect
     from trainer.eval_report import write_results
 

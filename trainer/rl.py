@@ -39,7 +39,7 @@ class Run:
         from actors.learner import LearnerGroup
         from actors.losses import correction_name
         from actors.rollout import RolloutPool
-        from actors.verifier import VerifierPool
+        from actors.verifier.pool import VerifierPool
 
         self.conf, self.dir, self.rl, self.policy = conf, run_dir, conf.rl, policy
         self.train_problems = {p.id: p for p in train}
@@ -130,7 +130,7 @@ class Run:
         """G rollouts per problem and their verdicts, in problem order. With rl.pipeline, a problem's group
         goes to the verifier pool as soon as its engine finishes it; `time_verify` is then the verification
         left after the last rollout (the part generation did not hide)."""
-        from actors.verifier import requests_for
+        from actors.verifier.pool import requests_for
 
         G = self.rl.group_size
         if not self.rl.pipeline:

@@ -20,7 +20,7 @@ from trainer.splits import probe_sets
 def run_spectrum(conf, out: Path) -> dict:
     """The whole Spectrum stage into `out`; returns the report (also report.json)."""
     from actors.rollout import RolloutPool
-    from actors.verifier import VerifierPool
+    from actors.verifier.pool import VerifierPool
     from cluster.ray_cluster import connect
     from trainer.data import DataError
     from trainer.merge import merge

@@ -13,21 +13,13 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from actors.prompts import CHAT_TEMPLATE, load_tokenizer  # noqa: F401  (re-exported)
 from trainer.config import TinyModelConfig
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
 THINK_TOKENS = ("<think>", "</think>")  # added tokens but not special (as Qwen3 and DeepSeek-R1 have them): decoded
 #                                        text keeps them, so graders and reasoning parsers can find the thinking
 BUILD_VERSION = 2  # bumped when build() changes what it writes: 2 = think tags not special
-
-# Qwen-style ChatML template; the assistant turn holds `<think>...</think>` reasoning then the answer.
-CHAT_TEMPLATE = (
-    "{%- for message in messages %}"
-    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
-)
-
 
 MARKER = "ssp_tiny_model.json"  # written by build(): what was built, from which config
 
@@ -54,15 +46,6 @@ def train_tokenizer(texts: list[str], vocab_size: int):
                                    bos_token=None, unk_token=None)
     fast.chat_template = CHAT_TEMPLATE
     return fast
-
-
-def load_tokenizer(path: str | Path):
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    if tok.chat_template is None:
-        tok.chat_template = CHAT_TEMPLATE
-    return tok
 
 
 def build(config: TinyModelConfig, out_dir: str | Path) -> Path:

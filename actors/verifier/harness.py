@@ -22,8 +22,8 @@ import sys
 from collections import deque
 from typing import Any
 
-from actors.sandbox import Channel, OutputLimit, SandboxClosed, SandboxTimeout
-from actors.sandbox_codec import Decoder, Encoder, TooLarge, check_keys
+from actors.verifier.sandbox import Channel, OutputLimit, SandboxClosed, SandboxTimeout
+from actors.verifier.sandbox_codec import Decoder, Encoder, TooLarge, check_keys
 
 WEIGHT_CAP = 1 << 21  # nodes one reply may stand for, aliases expanded (a legit [[0] * 1000] * 1000 is 1M)
 CHANNEL_ERRORS = (SandboxTimeout, SandboxClosed, OutputLimit)

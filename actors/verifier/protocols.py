@@ -1,5 +1,5 @@
 """The official evaluation's graders, as pure functions: VibeThinker's math rule and LiveCodeBench's code
-extraction. `ssp eval` runs them beside the other math protocol (trainer/rewards.py MATH_GRADERS) on every sample.
+extraction. `ssp eval` runs them beside the other math protocol (actors/verifier/math_checker.py MATH_GRADERS) on every sample.
 
 `vibethinker` (the 1.5B report's protocol, rllm's math reward):
 - a response without `</think>` scores 0 (so does a truncated one);
@@ -8,7 +8,7 @@ extraction. `ssp eval` runs them beside the other math protocol (trainer/rewards
 - correct if the answer equals a gold answer after the MATH dataset's (Hendrycks') string normalisation, or
   if a sympy check calls them equal (`-10/9` = `-\\frac{10}{9}`, `(1.0,2.0)` = `(1,2)`, bmatrix = pmatrix).
   Sympy can hang on a hostile answer: call this through `MathChecker`, whose helper process is killed.
-- no hedging (the training reward's rule, trainer/math_answer.py): every box of the segment must be correct
+- no hedging (the training reward's rule, actors/verifier/math_answer.py): every box of the segment must be correct
   (boxes that disagree score 0), and a box holding alternatives, a qualification or a relation other than
   `variable = value` (where the gold is not a relation) scores 0. Hidden text (comments) is not read.
 """
@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import re
 
-from trainer.math_answer import THINK_END, braced, hedge_in_box, strip_hidden
+from actors.verifier.math_answer import THINK_END, braced, hedge_in_box, strip_hidden
 
 # ---------------------------------------------------------------- boxes
 

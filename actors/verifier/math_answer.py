@@ -1,7 +1,7 @@
 """Where a math answer is read, and whether a response commits to one: pure text functions, no sympy.
 
-Shared by the strict training reward (trainer/math_reward.py) and the VibeThinker eval protocol
-(trainer/graders.py), so both follow one no-hedge rule:
+Shared by the strict training reward (actors/verifier/math_reward.py) and the VibeThinker eval protocol
+(actors/verifier/protocols.py), so both follow one no-hedge rule:
 - the answer region is the text after the first `</think>`; text a reader never sees (HTML and LaTeX comments,
   `\\iffalse` blocks, `\\phantom`s) is removed before anything is read;
 - every box in the region is a candidate, and candidates that disagree are a hedge;
@@ -13,6 +13,7 @@ Shared by the strict training reward (trainer/math_reward.py) and the VibeThinke
 from __future__ import annotations
 
 import re
+from typing import Any
 
 THINK_END = "</think>"
 THINK_START = "<think>"
@@ -252,3 +253,23 @@ def gold_letter(gold: str) -> str | None:
 
 def _squash(s: str) -> str:
     return re.sub(r"\s|\$|\\[,;: !]", "", s).lower()
+
+
+def check_choices(choices: Any, gold: Any) -> dict[str, str]:
+    """A multiple-choice problem's options as letter -> text: a JSON object keyed by single capital letters, or a
+    list of option texts (lettered A, B, ...); the gold must be one of the letters. Raises ValueError."""
+    if isinstance(choices, list):
+        if not 2 <= len(choices) <= 26:
+            raise ValueError(f"a list of 2 to 26 options, got {len(choices)}")
+        choices = {chr(65 + i): c for i, c in enumerate(choices)}
+    if not isinstance(choices, dict) or len(choices) < 2:
+        raise ValueError("must be an object of 2 or more options (letter -> text) or a list of option texts")
+    for k, v in choices.items():
+        if not (isinstance(k, str) and len(k) == 1 and k.isupper() and k.isascii()):
+            raise ValueError(f"option keys must be single capital letters, got {k!r}")
+        if not isinstance(v, str | int | float) or isinstance(v, bool):
+            raise ValueError(f"option {k}: text must be a string or number, got {type(v).__name__}")
+    letter = gold_letter(str(gold))
+    if letter is None or letter not in choices:
+        raise ValueError(f"the gold answer {str(gold)!r} must be one of the option letters {sorted(choices)}")
+    return {k: str(v) for k, v in choices.items()}

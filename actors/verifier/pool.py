@@ -7,61 +7,24 @@ and then scores them 0 with reason "verifier_error". Counters and latency histog
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import sys
 import threading
 import time
 from collections import Counter, OrderedDict
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import ray
 
-from actors.code_grader import InvalidTests, check_tests, grade_code
-from actors.sandbox import Sandbox, SandboxLimits
+from actors.config import VerifierConfig
+from actors.verifier.code_grader import extract_code, grade_code
+from actors.verifier.math_checker import MathChecker
+from actors.verifier.protocols import lcb_extract_code
+from actors.verifier.sandbox import Sandbox, SandboxLimits
+from actors.verifier.types import Result, VerifyRequest, as_request
 from cluster.telemetry import metric
-from ssp.config import ConfigError, cfg, load_config
-from trainer.data import check_choices, iter_jsonl
-from trainer.graders import lcb_extract_code
-from trainer.rewards import MathChecker, Result, VerifyRequest, extract_code
 
-__all__ = ["VerifierConfig", "VerifierPool", "VerifierActor", "VerifyRequest", "Result", "register_cli"]
-
-
-@dataclass
-class VerifierConfig:
-    num_workers: int = cfg(2, "number of verifier actors", ge=1)
-    max_concurrency: int = cfg(2, "checks run at once per actor (threads; one math helper / sandbox slot each)", ge=1)
-    num_cpus: float = cfg(1.0, "Ray CPUs reserved per verifier actor", ge=0)
-    resources: dict[str, float] = cfg({}, "custom Ray resources per verifier actor, e.g. {ssp_cpu: 1} to keep "
-                                          "verifiers on the CPU worker group of k8s/raycluster.yaml")
-    max_restarts: int = cfg(3, "times Ray restarts a crashed verifier actor", ge=-1)
-    math_timeout_s: float = cfg(5.0, "hard time limit per math check (helper process killed after it)", gt=0)
-    math_memory_mb: int = cfg(4096, "address-space limit of each math helper process", ge=256)
-    math_think: Literal["required", "optional"] = cfg(
-        "required", "math training reward: required = the answer is read only after the first </think> and a "
-                    "response that never closes its thinking scores 0 (VibeThinker's rule; for models that think); "
-                    "optional = a response with no think tags is read whole (for models that do not think)")
-    math_unboxed: bool = cfg(False, "math training reward: with no \\boxed{} answer, read one from a final-answer "
-                                    "line ('Final answer: X', 'The answer is X') on the last line")
-    code_timeout_s: float = cfg(5.0, "wall time limit per code execution (CPU limit is the same, rounded up)", gt=0)
-    memory_mb: int = cfg(512, "memory of one sandboxed run as a whole (cgroup: all its processes and tmpfs "
-                              "pages; also each process's address-space limit)", ge=64)
-    cpus: float = cfg(1.0, "CPU cores one sandboxed run may use in all (cgroup cpu quota)", gt=0)
-    max_output_bytes: int = cfg(1 << 20, "stdout cap (and max file size) for sandboxed code", ge=1024)
-    nproc: int = cfg(32, "process limit of one sandboxed run (cgroup pids.max and RLIMIT_NPROC of its uid)", ge=1)
-    nofile: int = cfg(64, "open-file limit of sandboxed code", ge=16)
-    scratch_mb: int = cfg(64, "size of each of the sandbox's tmpfs mounts (/scratch and /dev/shm)", ge=1)
-    uid_base: int = cfg(62000, "sandbox uids are reserved host-wide from here up (one per slot, when root; "
-                               "uids of accounts and of /etc/subuid ranges are skipped)", ge=1000)
-    allow_weak_isolation: bool = cfg(False, "run even if bwrap/user namespaces/seccomp are missing")
-    reuse_verdicts: bool = cfg(True, "a code response whose extracted program was already judged against the same "
-                                     "tests (in this batch or the last `reuse_cache` ones) takes that verdict instead "
-                                     "of another sandboxed run; timeouts, memory kills and errors are never reused")
-    reuse_cache: int = cfg(4096, "programs remembered for reuse_verdicts", ge=0)
+__all__ = ["VerifierPool", "VerifierActor", "requests_for", "make_sandbox"]
 
 
 def _outcome(res: Result) -> str:
@@ -151,13 +114,6 @@ def requests_for(problems: dict[str, Any], rollouts: list, graders: dict[str, st
         out.append(VerifyRequest(f"{r.problem_id}#{r.sample_idx}", p.kind, r.text, p.answer, p.tests,
                                  (graders or {}).get(p.kind, ""), p.choices))
     return out
-
-
-def as_request(item: VerifyRequest | dict[str, Any]) -> VerifyRequest:
-    if isinstance(item, VerifyRequest):
-        return item
-    return VerifyRequest(str(item["id"]), item["kind"], item["response"], item.get("gold"), item.get("tests"),
-                         item.get("grader", ""), item.get("choices"))
 
 
 # Verdicts that depend on the program and the tests alone. Not reused: timeout and memory_limit (the machine's
@@ -314,90 +270,3 @@ class VerifierPool:
     def shutdown(self) -> None:
         for a in self.actors:
             ray.kill(a, no_restart=True)
-
-
-# ---------------------------------------------------------------- CLI
-
-def read_requests(path: str | Path) -> list[VerifyRequest]:
-    """Parse a JSONL file of requests; errors name the file, line number and field."""
-    reqs = []
-    seen: dict[str, str] = {}
-    for where, rec in iter_jsonl(path):
-        need = {"math": ("id", "response", "gold"), "code": ("id", "response", "tests")}
-        kind = rec.get("kind")
-        if kind not in need:
-            raise ValueError(f"{where}: field 'kind' must be 'math' or 'code', got {kind!r}")
-        for f in need[kind]:
-            if f not in rec:
-                raise ValueError(f"{where}: missing field '{f}'")
-        if not isinstance(rec["response"], str):
-            raise ValueError(f"{where}: field 'response' must be a string")
-        if not isinstance(rec["id"], str | int) or isinstance(rec["id"], bool):
-            raise ValueError(f"{where}: field 'id' must be a string or an integer")
-        if str(rec["id"]) in seen:
-            raise ValueError(f"{where}: duplicate id {str(rec['id'])!r} (first at {seen[str(rec['id'])]})")
-        seen[str(rec["id"])] = where
-        if kind == "math" and not (isinstance(rec["gold"], str | int | float) or (
-                isinstance(rec["gold"], list) and rec["gold"] and all(isinstance(g, str | int | float) for g in rec["gold"]))):
-            raise ValueError(f"{where}: field 'gold' must be a string, a number or a non-empty list of them")
-        if kind == "math" and rec.get("choices") is not None:
-            try:
-                rec["choices"] = check_choices(rec["choices"], rec["gold"])
-            except ValueError as e:
-                raise ValueError(f"{where}: field 'choices': {e}") from None
-        if kind == "code":
-            try:
-                check_tests(rec["tests"])
-            except InvalidTests as e:
-                raise ValueError(f"{where}: field 'tests': {e}") from None
-        reqs.append(as_request(rec))
-    return reqs
-
-
-def verify_summary(results: list[Result]) -> dict[str, int]:
-    """`ssp verify`'s summary, counted from the results themselves: reused verdicts count like checked ones."""
-    return {"count": len(results), "math": sum(r.kind == "math" for r in results),
-            "code": sum(r.kind == "code" for r in results), "correct": sum(r.reward > 0 for r in results),
-            "timeouts": sum(r.reason == "timeout" for r in results),
-            "errors": sum(r.reason.startswith("verifier_error") for r in results),
-            "test_errors": sum(r.reason == "test_error" for r in results),
-            "reused": sum(bool(r.detail.get("reused")) for r in results)}
-
-
-def run_verify(args: argparse.Namespace) -> int:
-    from ssp.cli import check_output
-
-    try:
-        config = load_config(VerifierConfig, args.config, args.overrides)
-        check_output(args.output, [args.input])
-        reqs = read_requests(args.input)
-    except (ConfigError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if not ray.is_initialized():
-        ray.init(num_cpus=max(2, int(config.num_workers * config.num_cpus)), include_dashboard=False,
-                 log_to_driver=False)
-    pool = VerifierPool(config)
-    results = pool.verify(reqs)
-    out = open(args.output, "w") if args.output else sys.stdout  # noqa: SIM115
-    try:
-        for r in results:
-            rec = {k: v for k, v in dataclasses.asdict(r).items() if k in ("id", "reward", "reason", "elapsed")}
-            out.write(json.dumps(rec) + "\n")
-    finally:
-        if out is not sys.stdout:
-            out.close()
-    summary = verify_summary(results)
-    print("summary: " + json.dumps(summary), file=sys.stderr if not args.output else sys.stdout)
-    pool.shutdown()
-    return 0
-
-
-def register_cli(sub: Any) -> None:
-    """Add `verify` to an argparse subparsers object."""
-    p = sub.add_parser("verify", help="score a JSONL file of math/code responses")
-    p.add_argument("--input", required=True, help="JSONL: {id, kind: math|code, response, gold|tests}")
-    p.add_argument("--output", help="JSONL out (one line per record); stdout when omitted")
-    p.add_argument("--config", help="YAML with VerifierConfig fields")
-    p.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. num_workers=4")
-    p.set_defaults(func=run_verify)

@@ -2,7 +2,7 @@
 
 The solution's process never holds a test or an expected value. Function tests (MBPP asserts, HumanEval
 `check(candidate)`, LiveCodeBench functional cases, the toy tasks) run *here*, in the verifier's process.
-Only the entry point is taken from the solution, as a `Remote` proxy (actors/harness.py): calling it sends the
+Only the entry point is taken from the solution, as a `Remote` proxy (actors/verifier/harness.py): calling it sends the
 arguments to the sandbox, which calls the real function and sends back the result (and the arguments' state
 after the call) as tagged JSON. Helpers the problem itself defines (HumanEval's `poly`, `encode_cyclic`) come
 from the problem's own code (`tests["prompt"]`), the tests' modules from this process; a name neither defines
@@ -26,15 +26,39 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from actors.harness import CHANNEL_ERRORS, Remote, RemoteError, Session, TestError, short_repr
-from actors.sandbox import Channel, OutputLimit, RunResult, Sandbox
-from trainer.graders import lcb_extract_code
-from trainer.rewards import Result, extract_code
+from actors.verifier.harness import CHANNEL_ERRORS, Remote, RemoteError, Session, TestError, short_repr
+from actors.verifier.protocols import lcb_extract_code
+from actors.verifier.sandbox import Channel, OutputLimit, RunResult, Sandbox
+from actors.verifier.types import Result
 
 __all__ = ["InvalidTests", "RemoteError", "Verdict", "check_tests", "grade_code", "mbpp_tests", "same_output"]
 
 TEST_KINDS = ("asserts", "test_code", "functional", "stdin_stdout")
 
+
+# ---------------------------------------------------------------- extraction
+
+def strip_think(text: str) -> str:
+    """The text after the last `</think>`, or all of it (code extraction; math reads `answer_region`)."""
+    i = text.rfind("</think>")
+    return text if i < 0 else text[i + len("</think>"):]
+
+
+_FENCE = re.compile(r"```([A-Za-z0-9_+-]*)[ \t]*\n(.*?)```", re.S)
+
+
+def extract_code(response: str) -> str:
+    """Last ```python block, else the last plain ``` block, else the whole (post-think) response."""
+    text = strip_think(response)
+    blocks = _FENCE.findall(text)
+    py = [b for lang, b in blocks if lang.lower() in ("python", "py", "python3")]
+    plain = [b for lang, b in blocks if lang == ""]
+    if py:
+        return py[-1]
+    return plain[-1] if plain else text
+
+
+# ---------------------------------------------------------------- tests
 
 class InvalidTests(ValueError):
     """A problem's `tests` field is unusable (unknown format, or no test at all)."""

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from actors.cgroup import Cgroups, RunCgroup
+from actors.verifier.cgroup import Cgroups, RunCgroup
 
 BOOT = Path(__file__).with_name("sandbox_boot.py")
 CODEC = Path(__file__).with_name("sandbox_codec.py")  # imported by the boot from its own folder

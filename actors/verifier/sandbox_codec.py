@@ -1,5 +1,5 @@
 """Plain data across the sandbox boundary: the tagged JSON both sides speak (the harness in the verifier's
-process, actors/harness.py; the serving program in the sandbox, actors/sandbox_boot.py).
+process, actors/verifier/harness.py; the serving program in the sandbox, actors/verifier/sandbox_boot.py).
 
 Standard library only: it is mounted into the sandbox beside the boot file (compiled by the sandbox's python).
 Decoding has budgets (nodes, big-int digits, Decimal exponents, Fraction sizes, range lengths, new namedtuple

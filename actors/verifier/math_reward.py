@@ -1,7 +1,7 @@
 """The strict math training reward: one answer, read from one place, compared exactly.
 
 Rules (README "Rewards"):
-- read from the text after the first `</think>` (trainer/math_answer.py `answer_region`); a response that must
+- read from the text after the first `</think>` (actors/verifier/math_answer.py `answer_region`); a response that must
   think and never closes it scores 0; hidden text (comments) is removed first;
 - the answer is the box there; an unboxed answer only with `unboxed=True`, and then only from a final-answer
   line; boxes that disagree, a box holding alternatives, or a hedged final sentence score 0 ("hedged"); a set,
@@ -13,7 +13,7 @@ Rules (README "Rewards"):
   compared at its own precision: an answer written with more decimals is rounded to the gold's (3.14159 for
   3.14), otherwise it must be equal (1/3 is not 0.3); percent signs may be dropped or applied (50% = 50 = 0.5).
 Equivalence otherwise is math-verify's (sympy), with no float tolerance. No time limit here: run it through
-`MathChecker` (trainer/rewards.py), whose helper process is killed at the limit.
+`MathChecker` (actors/verifier/math_checker.py), whose helper process is killed at the limit.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-from trainer.math_answer import (
+from actors.verifier.math_answer import (
     answer_region,
     assigned_value,
     boxes,

@@ -1,5 +1,5 @@
-"""Reward entry points: the math graders' registry (the strict training reward is trainer/math_reward.py, the eval
-protocols trainer/graders.py), their killable helper process, and code extraction (graded in actors/code_grader.py).
+"""The math graders' registry (the strict training reward is math_reward.py, the eval protocols protocols.py) and
+the killable helper process they run in (`MathChecker`).
 
 No Ray here. `MathChecker` adds the hard time limit: checks run in a helper process that is killed on timeout
 (math-verify's signal-based timeout cannot work off the main thread, where Ray actor methods run).
@@ -9,72 +9,28 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import resource
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainer.graders import grade_vibethinker
-from trainer.math_answer import answer_region, last_boxed
-from trainer.math_reward import grade_strict
+from actors.verifier.math_answer import answer_region, last_boxed
+from actors.verifier.math_reward import grade_strict
+from actors.verifier.protocols import grade_vibethinker
+from actors.verifier.types import Result
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-@dataclass
-class VerifyRequest:
-    id: str
-    kind: str  # "math" | "code"
-    response: str
-    gold: str | list[str] | None = None  # a list: any of these answers is accepted
-    tests: dict[str, Any] | None = None
-    grader: str = ""  # "" = the kind's training reward; "vibethinker"/"math-verify" (math) or "lcb" (code): eval protocols
-    choices: dict[str, str] | None = None  # a multiple-choice math problem's options, letter -> text
-
-
-@dataclass
-class Result:
-    id: str
-    kind: str
-    reward: float
-    reason: str
-    elapsed: float = 0.0
-    answer: str | None = None
-    stdout: str | None = None
-    detail: dict[str, Any] = field(default_factory=dict)
+REPO = Path(__file__).resolve().parents[2]
 
 
 # ---------------------------------------------------------------- extraction
 
-def strip_think(text: str) -> str:
-    """The text after the last `</think>`, or all of it (code extraction; math reads `answer_region`)."""
-    i = text.rfind("</think>")
-    return text if i < 0 else text[i + len("</think>"):]
-
-
 def extract_math_answer(response: str, think: str = "optional") -> str | None:
-    """The last box of the answer region (trainer/math_answer.py), or None: the answer a log shows."""
+    """The last box of the answer region (actors/verifier/math_answer.py), or None: the answer a log shows."""
     region, _ = answer_region(response, think)
     return last_boxed(region) if region is not None else None
-
-
-_FENCE = re.compile(r"```([A-Za-z0-9_+-]*)[ \t]*\n(.*?)```", re.S)
-
-
-def extract_code(response: str) -> str:
-    """Last ```python block, else the last plain ``` block, else the whole (post-think) response."""
-    text = strip_think(response)
-    blocks = _FENCE.findall(text)
-    py = [b for lang, b in blocks if lang.lower() in ("python", "py", "python3")]
-    plain = [b for lang, b in blocks if lang == ""]
-    if py:
-        return py[-1]
-    return plain[-1] if plain else text
 
 
 # ---------------------------------------------------------------- math graders
@@ -150,7 +106,7 @@ class MathChecker:
 
     def _start(self) -> subprocess.Popen:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-        cmd = [sys.executable, "-c", f"from trainer.rewards import _serve; _serve({self.memory_mb}, {os.getpid()})"]
+        cmd = [sys.executable, "-c", f"from actors.verifier.math_checker import _serve; _serve({self.memory_mb}, {os.getpid()})"]
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                 text=True, env=env, cwd=str(REPO))
         if _readline(proc, self.start_timeout_s) != "ready":
