@@ -9,6 +9,7 @@ Run: PYTHONPATH=. .venv/bin/python benchmarks/verifiers.py [--baseline OTHER_CHE
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 import subprocess
@@ -81,6 +82,11 @@ def one_call(ch) -> None:
     assert ch.request({"op": "call", "target": "f", "args": [], "kwargs": {"$dict": []}}) == {"ok": 1}
 
 
+def _where(checkout: str, *paths: str) -> str:
+    """The first of `paths` the other checkout has (the verifier moved to actors/verifier/ in issue 28)."""
+    return next((p for p in paths if (Path(checkout) / p).exists()), paths[-1])
+
+
 def load_baseline(checkout: str, package: str, relpath: str, name: str):
     """Module `relpath` of another checkout of this repo (e.g. the commit before an issue), imported under
     `name` with its own `package.*` imports resolved there, so both versions run side by side in this process."""
@@ -97,15 +103,29 @@ def load_baseline(checkout: str, package: str, relpath: str, name: str):
         spec.loader.exec_module(mod)
     finally:
         sys.path.remove(str(root))
-        for k in [k for k in sys.modules if k.split(".")[0] in (package, "trainer", "actors")]:
-            del sys.modules[k]
+        mod_theirs = {k: sys.modules.pop(k) for k in list(sys.modules) if k.split(".")[0] in (package, "trainer", "actors")}
         sys.modules.update(saved)
+    mod.__baseline_modules__ = mod_theirs  # for the imports its functions make when called (see `theirs`)
     return mod
+
+
+@contextlib.contextmanager
+def theirs(mod):
+    """Run the other checkout's code with its own modules importable (its functions import lazily)."""
+    mine = {k: sys.modules.pop(k) for k in list(sys.modules) if k in mod.__baseline_modules__}
+    sys.modules.update(mod.__baseline_modules__)
+    try:
+        yield
+    finally:
+        for k in mod.__baseline_modules__:
+            sys.modules.pop(k, None)
+        sys.modules.update(mine)
 
 
 def baseline_grader(checkout: str):
     """(the other checkout's code_grader module, a Sandbox of its own with two slots)."""
-    mod = load_baseline(checkout, "actors", "actors/verifier/code_grader.py", "baseline_code_grader")
+    mod = load_baseline(checkout, "actors", _where(checkout, "actors/verifier/code_grader.py", "actors/code_grader.py"),
+                        "baseline_code_grader")
     limits = mod.Sandbox.__init__.__globals__["SandboxLimits"]  # from its own actors.verifier.sandbox
     return mod, mod.Sandbox(limits(timeout_s=10), uids=[63910, 63911])
 
@@ -119,12 +139,17 @@ def main() -> None:
     sb = Sandbox(SandboxLimits(timeout_s=10), uids=[63900 + k for k in range(WORKERS)])
     assert sb.cgroups is not None, "no cgroup: these figures would not be the ones CI and users get"
     math_rate = bench_math()
-    old_math = bench_math(load_baseline(args.baseline, "trainer", "actors/verifier/math_checker.py", "baseline_rewards").MathChecker) \
-        if args.baseline else None
+    old_math = None
+    if args.baseline:
+        old_rewards = load_baseline(args.baseline, "trainer", _where(
+            args.baseline, "actors/verifier/math_checker.py", "trainer/rewards.py"), "baseline_rewards")
+        with theirs(old_rewards):
+            old_math = bench_math(old_rewards.MathChecker)
     code_rate = bench_code(sb)
     if args.baseline:
         old_grader, old = baseline_grader(args.baseline)
-        old_code = bench_code(old, old_grader)
+        with theirs(old_grader):
+            old_code = bench_code(old, old_grader)
     fns = {"plain": lambda: subprocess.run([SYSTEM_PYTHON, "-c", "pass"], check=True),
            "sandbox": lambda: sb.run("pass"),
            "serve": lambda: sb.serve("def f():\n    return 1\n", one_call)}
