@@ -1,4 +1,4 @@
-"""What travels through one RL step, end to end: a `Problem` (from the data loaders, trainer/data.py) is sampled
+"""What travels through one RL step, end to end: a `Problem` (from the data loaders, trainer/data/problems.py) is sampled
 by the scheduler and prompted to the engines; a `Rollout` is made by an engine (actors/rollout.py), judged by
 the verifier (its reward), given its group advantage by the pure function (actors/losses.py `score`) and
 trained on by the learner (actors/learner.py `collate`), the same object all the way. No Ray, torch or vLLM

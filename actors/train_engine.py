@@ -1,6 +1,6 @@
 """The one training engine: per-rank DeepSpeed code shared by both drivers.
 
-Ray Train runs it for SFT (trainer/sft.py, a fixed supervised pass); the learner actors run it for RL
+Ray Train runs it for SFT (trainer/spectrum/sft.py, a fixed supervised pass); the learner actors run it for RL
 (actors/learner.py, a step whenever the loop asks). Both hand it micro-batches planned by the same
 token budget (`plan_micro_batches`) and per-token weights that already sum to the right total over the
 whole global batch, so micro-batches and ranks add up exactly; only the loss function differs

@@ -38,11 +38,12 @@ def main() -> None:
 
     from actors.config import SamplingConfig
     from actors.engine import make_llm, sampling_params
+    from actors.prompts import load_tokenizer
     from ssp.config import load_config
     from ssp.tree import SSPConfig
-    from trainer.eval_run import run_eval
-    from trainer.eval_suite import load_dataset, load_suite, user_content
-    from trainer.tiny_model import ensure_model, load_tokenizer
+    from trainer.eval.run import run_eval
+    from trainer.eval.suites import load_dataset, load_suite, user_content
+    from trainer.models.ensure import ensure_model
 
     out = Path(tempfile.mkdtemp(prefix="bench-eval-"))
     conf = load_config(SSPConfig, REPO / "configs" / "tiny-cpu.yaml",

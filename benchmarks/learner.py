@@ -96,7 +96,7 @@ def main() -> None:
 
     from actors.config import LearnerConfig
     from trainer.config import TinyModelConfig
-    from trainer.tiny_model import build
+    from trainer.models.tiny import build
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", help="an HF model dir (default: a tiny model built here)")

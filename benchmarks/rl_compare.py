@@ -61,7 +61,7 @@ def start_model(start: str | None, out: Path, overrides: list[str], sft_step: in
         return start
     from ssp.config import load_config
     from ssp.tree import SSPConfig
-    from trainer.spectrum import run_spectrum
+    from trainer.spectrum.stage import run_spectrum
 
     spec = out / "spectrum"
     if not (spec / "report.json").exists():

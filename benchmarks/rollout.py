@@ -45,8 +45,8 @@ def main() -> None:
     from actors.engine import make_llm, sampling_params
     from actors.rollout import RolloutPool
     from trainer.config import TinyModelConfig
-    from trainer.data import Problem, build_prompt
-    from trainer.tiny_model import build, load_tokenizer
+    from trainer.data.problems import Problem, build_prompt
+    from trainer.models.tiny import build, load_tokenizer
 
     path = str(build(TinyModelConfig(), tempfile.mkdtemp(prefix="bench-rollout-")))
     tok = load_tokenizer(path)

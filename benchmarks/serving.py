@@ -45,9 +45,10 @@ def main() -> None:
 
     from actors.config import SamplingConfig
     from actors.engine import make_llm, sampling_params
+    from actors.prompts import load_tokenizer
     from ssp.config import load_config
     from ssp.tree import SSPConfig
-    from trainer.tiny_model import ensure_model, load_tokenizer
+    from trainer.models.ensure import ensure_model
 
     conf = load_config(SSPConfig, REPO / "configs" / "tiny-cpu.yaml")
     model = ensure_model(conf)

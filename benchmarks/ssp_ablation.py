@@ -30,7 +30,7 @@ def main() -> None:
     from ssp.config import load_config
     from ssp.tree import SSPConfig
     from trainer.rl import main as rl_main
-    from trainer.spectrum import run_spectrum
+    from trainer.spectrum.stage import run_spectrum
 
     out = Path(args.out)
     common = [f"rl.phases=[{{name: mixed, steps: {args.steps}, max_tokens: 64, subdomains: []}}]",

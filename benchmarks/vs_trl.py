@@ -114,9 +114,9 @@ def trl_child(out: Path, start: str, base: list[str], seed: int) -> None:
 
     from ssp.config import load_config
     from ssp.tree import SSPConfig
-    from trainer.data import build_prompt
-    from trainer.splits import load_problems_for
-    from trainer.tiny_model import load_tokenizer
+    from trainer.data.problems import build_prompt
+    from trainer.data.splits import load_problems_for
+    from trainer.models.tiny import load_tokenizer
 
     torch.set_num_threads(2)
     conf = load_config(SSPConfig, CONFIG, [f"run_dir={out}", *base])
@@ -201,8 +201,8 @@ def eval_checkpoints(run: Path, start: str, base: list[str]) -> list[tuple[int, 
     from cluster.ray_cluster import connect
     from ssp.config import load_config
     from ssp.tree import SSPConfig
-    from trainer.eval import evaluate, stratified_subset
-    from trainer.splits import load_problems_for
+    from trainer.data.splits import load_problems_for
+    from trainer.eval.score import evaluate, stratified_subset
 
     conf = load_config(SSPConfig, CONFIG, [f"run_dir={run}", *base])
     _, held = load_problems_for(conf)

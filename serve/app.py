@@ -192,7 +192,7 @@ def app_builder(args: dict):
     The same app `ssp serve` runs; the API key comes from SSP_API_KEY (a Secret there) or serve.api_key_file."""
     from ssp.config import ConfigError, load_config
     from ssp.tree import SSPConfig
-    from trainer.eval_run import check_model
+    from trainer.models.ensure import check_model
 
     unknown = set(args) - {"model", "config", "overrides"}
     if "model" not in args or unknown:

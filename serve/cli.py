@@ -15,7 +15,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from cluster.ray_cluster import connect
     from serve.app import api_key, build_app, wait_running
     from ssp.tree import load_tree
-    from trainer.data import DataError
+    from trainer.data.problems import DataError
 
     if args.model:
         args.overrides = [*args.overrides, f"model.path={args.model}"]
@@ -26,8 +26,7 @@ def run_serve(args: argparse.Namespace) -> int:
         serve.delete(s.app_name)
         print(f"removed the Serve app {s.app_name!r}")
         return 0
-    from trainer.eval_run import check_model
-    from trainer.tiny_model import ensure_model
+    from trainer.models.ensure import check_model, ensure_model
 
     model = args.model or ensure_model(conf)
     check_model(model)  # an HF folder with a tokenizer and a chat template, or a clear error

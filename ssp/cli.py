@@ -36,7 +36,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_tiny_model(args: argparse.Namespace) -> int:
-    from trainer.tiny_model import MARKER, build
+    from trainer.models.tiny import MARKER, build
 
     conf = load_tree(args)
     out = build(conf.model.tiny, args.out or conf.model.path)
@@ -46,7 +46,7 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
 
 
 def cmd_toy_data(args: argparse.Namespace) -> int:
-    from trainer import toy_tasks
+    from trainer.data import toy_tasks
 
     conf = load_tree(args)
     train, held = toy_tasks.split(toy_tasks.generate(conf.data.toy), seed=conf.data.toy.seed)
@@ -58,9 +58,9 @@ def cmd_toy_data(args: argparse.Namespace) -> int:
 
 
 def cmd_decontaminate(args: argparse.Namespace) -> int:
-    from trainer.data import load_problems
-    from trainer.decontam import decontaminate
-    from trainer.toy_tasks import write_jsonl
+    from trainer.data.decontam import decontaminate
+    from trainer.data.problems import load_problems
+    from trainer.data.toy_tasks import write_jsonl
 
     check_output(args.out, args.train + args.eval)
     train = [p for f in args.train for p in load_problems(f)]
@@ -81,7 +81,7 @@ def cmd_decontaminate(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from trainer.generate import generate_demo
+    from trainer.models.generate import generate_demo
 
     generate_demo(load_tree(args), n_problems=args.n)
     return 0
@@ -103,9 +103,9 @@ def cmd_rl(args: argparse.Namespace) -> int:
 def cmd_sft(args: argparse.Namespace) -> int:
     conf = load_tree(args)
     from cluster.ray_cluster import connect
-    from trainer.sft import run_sft
-    from trainer.splits import load_problems_for
-    from trainer.tiny_model import ensure_model
+    from trainer.data.splits import load_problems_for
+    from trainer.models.ensure import ensure_model
+    from trainer.spectrum.sft import run_sft
 
     base = ensure_model(conf)
     held = load_problems_for(conf)[1]
@@ -120,9 +120,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from actors.rollout import RolloutPool
     from actors.verifier.pool import VerifierPool
     from cluster.ray_cluster import connect
-    from trainer.probe import probe, specialists, write_table
-    from trainer.sft import checkpoints
-    from trainer.splits import probe_sets
+    from trainer.data.splits import probe_sets
+    from trainer.spectrum.probe import probe, specialists, write_table
+    from trainer.spectrum.sft import checkpoints
 
     paths = args.models or [str(p) for _, p in checkpoints(Path(conf.run_dir) / "sft")]
     if not paths:
@@ -151,7 +151,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from trainer.merge import merge
+    from trainer.spectrum.merge import merge
 
     if Path(args.out).resolve() in [Path(m).resolve() for m in args.models]:
         raise DataError(f"{args.out}: the output would overwrite an input model")
@@ -162,7 +162,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 def cmd_spectrum(args: argparse.Namespace) -> int:
     conf = load_tree(args)
-    from trainer.spectrum import run_spectrum
+    from trainer.spectrum.stage import run_spectrum
 
     run_spectrum(conf, Path(conf.run_dir))
     return 0
@@ -185,8 +185,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         ([f"eval.n={args.k}"] if args.k else []) + ([f"model.path={args.model}"] if args.model else [])
     args.overrides = [*args.overrides, *extra]
     conf = load_tree(args)
-    from trainer.eval_run import run_eval
-    from trainer.tiny_model import ensure_model
+    from trainer.eval.run import run_eval
+    from trainer.models.ensure import ensure_model
 
     run_eval(conf, args.model or ensure_model(conf))
     return 0
@@ -282,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     from actors.verifier.cli import register_cli as verify_cli  # commands owned by their rooms
     from cluster.scheduler_cli import register_cli as scheduler_cli
     from serve.cli import register_cli as serve_cli
-    from trainer.gguf_model import register_cli as gguf_cli
+    from trainer.models.gguf import register_cli as gguf_cli
 
     gguf_cli(sub)
     verify_cli(sub)

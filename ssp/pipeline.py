@@ -37,14 +37,14 @@ def _stage(name: str, fn, times: dict, path: Path):
 def run_pipeline(conf) -> dict:
     from trainer.rl import main as rl_main
     from trainer.rl import save_config
-    from trainer.spectrum import run_spectrum
+    from trainer.spectrum.stage import run_spectrum
 
     run_dir = Path(conf.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(conf, run_dir)
     times_path = run_dir / "stage_times.json"
     times = json.loads(times_path.read_text()) if times_path.exists() else {}
-    from trainer.tiny_model import ensure_model
+    from trainer.models.ensure import ensure_model
 
     _stage("model", lambda: ensure_model(conf), times, run_dir)  # built or converted at first use (model.source)
     spec = _stage("spectrum", lambda: run_spectrum(conf, run_dir / "spectrum"), times, run_dir / "spectrum")
@@ -73,7 +73,7 @@ def run_pipeline(conf) -> dict:
 def serve_demo(conf, model: Path) -> dict:
     """The final checkpoint behind `ssp serve`'s endpoint for one held-out question, then shut down."""
     from serve.app import ask_once
-    from trainer.splits import load_problems_for
+    from trainer.data.splits import load_problems_for
 
     question = load_problems_for(conf)[1][0]
     out = ask_once(str(model), conf, f"{question.prompt}\n{conf.data.instruction}".strip())

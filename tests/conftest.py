@@ -42,7 +42,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     """The tiny model, built once per session with the tiny-cpu config's sizes."""
     from ssp.config import load_config
     from ssp.tree import SSPConfig
-    from trainer.tiny_model import build
+    from trainer.models.tiny import build
 
     conf = load_config(SSPConfig, REPO / "configs" / "tiny-cpu.yaml")
     return build(conf.model.tiny, tmp_path_factory.mktemp("tiny-model"))

@@ -16,7 +16,7 @@ from actors.verifier.cli import verify_summary
 from actors.verifier.code_grader import InvalidTests, check_tests, grade_code, same_output
 from actors.verifier.sandbox import Sandbox, SandboxLimits
 from actors.verifier.types import Result
-from trainer.data import from_record
+from trainer.data.problems import from_record
 
 UIDS = [63170, 63171]
 LIMIT_S = 2.0

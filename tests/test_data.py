@@ -4,7 +4,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from trainer.data import DataError, load_problems
+from trainer.data.problems import DataError, load_problems
 
 EVAL = ["aime24", "aime25", "amc23", "gsm8k_test", "hmmt25", "math500"]
 

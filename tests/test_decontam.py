@@ -1,5 +1,5 @@
-from trainer.data import Problem
-from trainer.decontam import decontaminate, ngrams, normalise
+from trainer.data.decontam import decontaminate, ngrams, normalise
+from trainer.data.problems import Problem
 
 
 def P(pid, text):
@@ -30,7 +30,7 @@ def test_short_texts_have_no_10grams():
 
 
 def test_shared_gsm8k_train_is_already_clean(shared_dir):
-    from trainer.data import load_problems
+    from trainer.data.problems import load_problems
 
     train = load_problems(shared_dir / "data/math/train/gsm8k_train.jsonl")[:1500]
     evals = load_problems(shared_dir / "data/math/eval/gsm8k_test.jsonl")
@@ -41,7 +41,7 @@ def test_reinstated_contaminated_item_is_dropped(shared_dir):
     """An item the shared pass dropped (listed in decontam_dropped.jsonl) is caught again by our rule."""
     import json
 
-    from trainer.data import load_problems
+    from trainer.data.problems import load_problems
 
     dropped = [json.loads(line) for line in (shared_dir / "data/math/train/decontam_dropped.jsonl").open()]
     d = next(r for r in dropped if r["train_set"] == "gsm8k_train")

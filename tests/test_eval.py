@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from actors.verifier.protocols import grade_vibethinker, hendrycks_normalize, last_box, lcb_extract_code
-from trainer.data import DataError, Problem
-from trainer.metrics import cons_at_n, pass1_se, pass_at_k, summarize
+from trainer.data.problems import DataError, Problem
+from trainer.eval.metrics import cons_at_n, pass1_se, pass_at_k, summarize
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -125,7 +125,7 @@ def test_lcb_grading_in_the_sandbox():
 
 def test_suites_load_and_render_the_protocol_prompts(tmp_path):
     from ssp.config import ConfigError
-    from trainer.eval_suite import LCB_SYSTEM, MATH_SUFFIX, load_dataset, load_suite, user_content
+    from trainer.eval.suites import LCB_SYSTEM, MATH_SUFFIX, load_dataset, load_suite, user_content
 
     math, f = load_suite("math")
     assert [d.name for d in math.datasets] == ["AIME24", "AIME25", "HMMT25", "MATH-500", "AMC23", "GSM8K"]
@@ -148,7 +148,7 @@ def test_lcb_jsonl_and_bad_rows(tmp_path):
     import pickle
     import zlib
 
-    from trainer.eval_suite import DatasetSpec, SuiteConfig, load_dataset, user_content
+    from trainer.eval.suites import DatasetSpec, SuiteConfig, load_dataset, user_content
 
     private = base64.b64encode(zlib.compress(pickle.dumps(json.dumps(
         [{"input": "4\n", "output": "16\n", "testtype": "stdin"}])))).decode()
@@ -182,7 +182,7 @@ def test_lcb_jsonl_and_bad_rows(tmp_path):
 def test_model_folder_checks(tmp_path, tiny_model_dir):
     import shutil
 
-    from trainer.eval_run import check_model
+    from trainer.models.ensure import check_model
 
     assert check_model(str(tiny_model_dir)).chat_template
     bare = tmp_path / "bare"
@@ -216,7 +216,7 @@ class KnownResponses:
 def test_score_stream_runs_every_grader_on_every_sample(ray_cluster):
     from actors.config import VerifierConfig
     from actors.verifier.pool import VerifierPool
-    from trainer.eval import figures, score_stream
+    from trainer.eval.score import figures, score_stream
 
     math = Problem("m", "2+3?", "math", answer="5")
     code = Problem("c", "add", "code", tests={"stdin_stdout": [{"input": "2 3\n", "output": "5\n"}]})
@@ -238,9 +238,9 @@ def test_score_stream_runs_every_grader_on_every_sample(ray_cluster):
 
 
 def test_summary_of_a_mixed_dataset_counts_disagreements_on_math_only():
-    from trainer.eval import Scored
-    from trainer.eval_run import record_to_scored, summarize_run, to_record
-    from trainer.eval_suite import DatasetSpec, SuiteConfig
+    from trainer.eval.run import record_to_scored, summarize_run, to_record
+    from trainer.eval.score import Scored
+    from trainer.eval.suites import DatasetSpec, SuiteConfig
 
     m = Scored(Problem("m", "q", "math", answer="5"), ["<think>.</think>\\boxed{5}", "\\boxed{5}"], [3, 4],
                [False, True], {"math-verify": [1.0, 1.0], "vibethinker": [1.0, 0.0]},
@@ -313,7 +313,7 @@ def test_ssp_eval_toy_killed_and_resumed(tiny_model_dir, tmp_path):
 def test_ssp_eval_real_datasets_on_the_tiny_model(ray_cluster, tiny_model_dir, tmp_path, suite, rows, grader):
     from ssp.config import load_config
     from ssp.tree import SSPConfig
-    from trainer.eval_run import run_eval
+    from trainer.eval.run import run_eval
 
     conf = load_config(SSPConfig, REPO / "configs" / "tiny-cpu.yaml",
                        [f"eval.suite={suite}", "eval.limit=2", "eval.n=2", "eval.max_tokens=64",
@@ -323,7 +323,7 @@ def test_ssp_eval_real_datasets_on_the_tiny_model(ray_cluster, tiny_model_dir, t
                                                     for r in results["datasets"].values())
     recs = [json.loads(x) for x in (tmp_path / "samples.jsonl").read_text().splitlines()]
     assert len(recs) == 2 * rows and all(grader in s["scores"] for r in recs for s in r["samples"])
-    from trainer.eval_suite import LCB_SYSTEM, MATH_SUFFIX
+    from trainer.eval.suites import LCB_SYSTEM, MATH_SUFFIX
 
     assert all(r["prompt"].endswith(MATH_SUFFIX) if suite == "math" else r["prompt"].startswith(LCB_SYSTEM)
                for r in recs)

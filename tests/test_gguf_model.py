@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from trainer.gguf_model import MARKER, WHEELS, import_gguf
+from trainer.models.gguf import MARKER, WHEELS, import_gguf
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "artifacts" / "smollm2-135m-instruct"  # the same cache `make demo-real` uses

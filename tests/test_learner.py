@@ -15,7 +15,7 @@ from actors.losses import score
 from actors.records import Rollout
 from actors.train_engine import token_logprobs
 from trainer.config import TinyModelConfig
-from trainer.tiny_model import build
+from trainer.models.tiny import build
 
 
 @pytest.fixture(scope="module")

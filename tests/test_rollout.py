@@ -9,8 +9,8 @@ import torch
 
 from actors.config import EngineConfig, RolloutConfig, SamplingConfig
 from actors.rollout import RolloutPool
-from trainer.data import Problem, build_prompt
-from trainer.tiny_model import load_tokenizer
+from trainer.data.problems import Problem, build_prompt
+from trainer.models.tiny import load_tokenizer
 
 PROBLEMS = [{"id": "p0", "prompt": "What is 2 + 3?"}, {"id": "p1", "prompt": "What is 7 * 8?"},
             {"id": "p2", "prompt": "What is 9 mod 4?"}]

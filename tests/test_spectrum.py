@@ -13,11 +13,11 @@ import pytest
 from ssp.config import load_config
 from ssp.tree import SSPConfig
 from tests.conftest import REPO
-from trainer.data import DataError
+from trainer.data.problems import DataError
 
 
 def test_unbiased_pass_at_k_against_hand_computed_values():
-    from trainer.metrics import mean_pass_at_k, pass_at_k
+    from trainer.eval.metrics import mean_pass_at_k, pass_at_k
 
     # 1 - C(n-c, k) / C(n, k), worked out by hand
     assert pass_at_k(4, 1, 2) == pytest.approx(1 - 3 / 6)
@@ -36,7 +36,7 @@ def test_sft_loss_is_on_response_tokens_only_hand_checked():
     import torch
 
     from actors.losses import sft_loss
-    from trainer.sft import collate
+    from trainer.spectrum.sft import collate
 
     rows = [{"prompt_ids": [5, 6, 7], "response_ids": [8, 9]}, {"prompt_ids": [5], "response_ids": [4, 3, 2]}]
     b = collate(rows, pad_id=0, global_tokens=5.0)
@@ -55,7 +55,7 @@ def test_sft_loss_equals_transformers_masked_cross_entropy(tiny_model_dir):
 
     from actors.losses import sft_loss
     from actors.train_engine import token_logprobs
-    from trainer.sft import collate
+    from trainer.spectrum.sft import collate
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
     rows = [{"prompt_ids": [11, 12, 13, 14], "response_ids": [21, 22, 2]}, {"prompt_ids": [15, 16], "response_ids": [23, 2]}]
@@ -70,8 +70,8 @@ def test_sft_loss_equals_transformers_masked_cross_entropy(tiny_model_dir):
 
 
 def test_chat_pairs_load_messages_and_prompt_response_and_name_bad_lines(tmp_path, shared_dir):
-    from trainer.sft import load_chat_pairs, render
-    from trainer.tiny_model import load_tokenizer
+    from trainer.models.tiny import load_tokenizer
+    from trainer.spectrum.sft import load_chat_pairs, render
 
     f = tmp_path / "sft.jsonl"
     f.write_text(json.dumps({"messages": [{"role": "system", "content": "Be brief."},
@@ -107,8 +107,8 @@ def spectrum_conf(tmp: Path, model: Path, *extra: str):
 @pytest.fixture(scope="module")
 def sft_run(ray_cluster, tiny_model_dir, tmp_path_factory):
     """60 steps of Ray Train SFT (2 ranks, ZeRO-2), run as 40 steps, then resumed to 60."""
-    from trainer.sft import run_sft
-    from trainer.splits import load_problems_for
+    from trainer.data.splits import load_problems_for
+    from trainer.spectrum.sft import run_sft
 
     tmp = tmp_path_factory.mktemp("sft")
     first = spectrum_conf(tmp, tiny_model_dir, "sft.steps=40", "sft.save_every=20")
@@ -149,9 +149,9 @@ def test_probe_through_one_engine_matches_fresh_engines(sft_run, tiny_model_dir,
     """Two checkpoints pushed in place into one running engine score exactly as engines started on each."""
     from actors.rollout import RolloutPool
     from actors.verifier.pool import VerifierPool
-    from trainer.eval import evaluate
-    from trainer.probe import probe, specialists
-    from trainer.splits import probe_sets
+    from trainer.data.splits import probe_sets
+    from trainer.eval.score import evaluate
+    from trainer.spectrum.probe import probe, specialists
 
     conf = sft_run["conf"]
     sets = probe_sets(conf)
@@ -210,7 +210,7 @@ def test_merge_is_the_parameter_wise_mean_and_loads(tiny_model_dir, tmp_path):
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
-    from trainer.merge import merge
+    from trainer.spectrum.merge import merge
 
     a = _variant(tiny_model_dir, tmp_path / "a", 0.1, 1)
     b = _variant(tiny_model_dir, tmp_path / "b", 0.1, 2)
@@ -230,7 +230,7 @@ def test_merge_is_the_parameter_wise_mean_and_loads(tiny_model_dir, tmp_path):
 
 
 def test_merge_refuses_mismatched_architecture_vocab_and_tokenizer(tiny_model_dir, tmp_path):
-    from trainer.merge import merge
+    from trainer.spectrum.merge import merge
 
     a = _variant(tiny_model_dir, tmp_path / "a", 0.0, 1)
     arch = _variant(tiny_model_dir, tmp_path / "arch", 0.0, 1)
@@ -256,7 +256,7 @@ def test_merge_refuses_mismatched_architecture_vocab_and_tokenizer(tiny_model_di
 
 
 def test_probe_sets_are_carved_from_train_and_disjoint_from_train_and_held_out():
-    from trainer.splits import load_problems_for, probe_sets, toy_split
+    from trainer.data.splits import load_problems_for, probe_sets, toy_split
 
     conf = load_config(SSPConfig, REPO / "configs" / "tiny-cpu.yaml")
     train, held = load_problems_for(conf)

@@ -10,8 +10,8 @@ import torch
 from actors.config import SamplingConfig
 from actors.engine import sampling_params
 from trainer.config import TinyModelConfig
-from trainer.data import Problem, build_prompt
-from trainer.tiny_model import build, load_tokenizer
+from trainer.data.problems import Problem, build_prompt
+from trainer.models.tiny import build, load_tokenizer
 
 QWEN_TOK = "../shared/models/qwen2.5-tokenizer"
 REPO = Path(__file__).resolve().parents[1]
@@ -117,7 +117,7 @@ def test_ensure_model_rebuilds_a_tiny_model_built_from_other_settings(tmp_path):
     a model directory without our marker file (e.g. a real checkpoint) is left alone."""
     from ssp.config import load_config
     from ssp.tree import SSPConfig
-    from trainer.tiny_model import ensure_model
+    from trainer.models.ensure import ensure_model
 
     path = tmp_path / "tiny"
     small = ["model.tiny.hidden_size=64", "model.tiny.num_heads=2", "model.tiny.num_kv_heads=1",

@@ -1,8 +1,8 @@
 import re
 
-from trainer import toy_tasks
 from trainer.config import ToyTaskConfig
-from trainer.data import from_record
+from trainer.data import toy_tasks
+from trainer.data.problems import from_record
 
 OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "mod": lambda a, b: a % b}
 
@@ -57,7 +57,7 @@ def test_generation_is_deterministic_in_seed():
 
 
 def test_records_load_through_the_shared_schema_loader(tmp_path):
-    from trainer.data import load_problems
+    from trainer.data.problems import load_problems
 
     train, held = toy_tasks.split(_records())
     assert not {r["id"] for r in train} & {r["id"] for r in held}
@@ -79,7 +79,7 @@ def test_no_held_out_text_in_train_and_no_duplicate_texts():
     from ssp.config import load_config
     from ssp.tree import SSPConfig
     from tests.conftest import REPO
-    from trainer.decontam import normalise
+    from trainer.data.decontam import normalise
 
     toy = load_config(SSPConfig, REPO / "configs" / "tiny-cpu.yaml").data.toy
     with warnings.catch_warnings(record=True) as caught:

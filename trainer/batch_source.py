@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from actors.records import Rollout
     from actors.verifier.types import Result
-    from trainer.data import Problem
+    from trainer.data.problems import Problem
 
 
 class Timer(dict):

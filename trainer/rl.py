@@ -27,8 +27,8 @@ from tqdm import tqdm
 from ssp.config import to_dict
 from trainer.batch_source import BATCH_SOURCES, RolloutBatch, Timer
 from trainer.config import PhaseConfig
-from trainer.data import Problem
-from trainer.eval import evaluate, stratified_subset
+from trainer.data.problems import Problem
+from trainer.eval.score import evaluate, stratified_subset
 from trainer.run_log import RunLog, summary_table
 
 
@@ -316,8 +316,8 @@ def main(conf, resume: bool = False, policy: str | None = None) -> dict:
     """`ssp rl`: RL from `policy` (default: model.path, the tiny model built if missing), on Ray; prints the
     summary. `ssp pipeline` passes the Spectrum stage's merged model."""
     from cluster.ray_cluster import connect
-    from trainer.splits import load_problems_for
-    from trainer.tiny_model import ensure_model
+    from trainer.data.splits import load_problems_for
+    from trainer.models.ensure import ensure_model
 
     run_dir = Path(conf.run_dir)
     if resume and not (run_dir / "config.yaml").exists():

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import random
 
-from trainer.data import DataError, Problem
+from trainer.data.problems import DataError, Problem
 
 
 def toy_split(conf) -> tuple[list[Problem], list[Problem]]:
     """The toy tasks' train and held-out problems (before the probe sets are carved out of train)."""
-    from trainer import toy_tasks
-    from trainer.data import from_record
+    from trainer.data import toy_tasks
+    from trainer.data.problems import from_record
 
     tr, he = toy_tasks.split(toy_tasks.generate(conf.data.toy), seed=conf.data.toy.seed)
     return [from_record(r, "toy", "toy") for r in tr], [from_record(r, "toy", "toy") for r in he]
@@ -21,7 +21,7 @@ def toy_split(conf) -> tuple[list[Problem], list[Problem]]:
 def load_problems_for(conf) -> tuple[list[Problem], list[Problem]]:
     """Train and held-out problems: the configured files, or the toy tasks' split (whose train part gives up
     the Spectrum stage's probe sets: train / probe / held-out are disjoint, for every command)."""
-    from trainer.data import load_problems
+    from trainer.data.problems import load_problems
 
     if conf.data.train:
         train = [p for f in conf.data.train for p in load_problems(f)]
@@ -64,7 +64,7 @@ def probe_sets(conf) -> dict[str, list[Problem]]:
     """{subdomain: probe problems}, disjoint from the training and held-out problems: carved from the toy
     training split, or read from `spectrum.probe_files` (problems whose text is a train or held-out problem's
     are dropped)."""
-    from trainer.data import load_problems
+    from trainer.data.problems import load_problems
 
     s = conf.spectrum
     if not s.probe_files:

@@ -12,7 +12,7 @@ import json
 import shutil
 from pathlib import Path
 
-from trainer.data import DataError
+from trainer.data.problems import DataError
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt",
                    "tokenizer.model", "chat_template.jinja", "added_tokens.json")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from actors.engine import make_llm, sampling_params
-from trainer import toy_tasks
-from trainer.data import Problem, build_prompt, from_record
-from trainer.tiny_model import ensure_model, load_tokenizer
+from actors.prompts import load_tokenizer
+from trainer.data import toy_tasks
+from trainer.data.problems import Problem, build_prompt, from_record
+from trainer.models.ensure import ensure_model
 
 
 def toy_problems(conf, n: int) -> list[Problem]:

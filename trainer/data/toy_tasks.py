@@ -156,7 +156,7 @@ def split(records: list[dict], eval_frac: float = 0.2, seed: int = 0) -> tuple[l
     Records are deduplicated by `identity` first. Then train drops every problem whose text, under the
     10-gram decontamination normaliser (which reads `7 + 3` and `7 * 3` alike), equals a held-out one's.
     """
-    from trainer.decontam import normalise
+    from trainer.data.decontam import normalise
 
     unique = list({identity(r): r for r in records}.values())
     rng = random.Random(seed)

@@ -14,24 +14,10 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from actors.verifier.protocols import THINK_END, vote_answer
-from trainer.data import DataError, Problem
-from trainer.eval import Scored, figures, score_stream
-from trainer.eval_suite import SuiteConfig, load_dataset, load_suite, user_content
-
-
-def check_model(path: str):
-    """The model's tokenizer, after checking the folder is a usable HF model with a chat template."""
-    p = Path(path)
-    if not (p / "config.json").is_file():
-        raise DataError(f"{path}: not an HF model directory (no config.json)")
-    if not any((p / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.json")):
-        raise DataError(f"{path}: no tokenizer (tokenizer.json / tokenizer_config.json)")
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(path, local_files_only=True)  # no fallback template: the model's own
-    if not tok.chat_template:
-        raise DataError(f"{path}: the tokenizer has no chat template (the protocol renders prompts with it)")
-    return tok
+from trainer.data.problems import DataError, Problem
+from trainer.eval.score import Scored, figures, score_stream
+from trainer.eval.suites import SuiteConfig, load_dataset, load_suite, user_content
+from trainer.models.ensure import check_model
 
 
 def to_record(dataset: str, s: Scored, key: str) -> dict:
@@ -94,7 +80,7 @@ def run_eval(conf, model: str) -> dict:
     from actors.rollout import RolloutPool
     from actors.verifier.pool import VerifierPool
     from cluster.ray_cluster import connect
-    from trainer.eval_report import write_results
+    from trainer.eval.report import write_results
 
     e, t0 = conf.eval, time.time()
     suite, suite_file = load_suite(e.suite)

@@ -12,9 +12,9 @@ import json
 import time
 from pathlib import Path
 
-from trainer.eval import stratified_subset
-from trainer.probe import mean_over, probe, specialists, write_table
-from trainer.splits import probe_sets
+from trainer.data.splits import probe_sets
+from trainer.eval.score import stratified_subset
+from trainer.spectrum.probe import mean_over, probe, specialists, write_table
 
 
 def run_spectrum(conf, out: Path) -> dict:
@@ -22,11 +22,11 @@ def run_spectrum(conf, out: Path) -> dict:
     from actors.rollout import RolloutPool
     from actors.verifier.pool import VerifierPool
     from cluster.ray_cluster import connect
-    from trainer.data import DataError
-    from trainer.merge import merge
-    from trainer.sft import run_sft
-    from trainer.splits import load_problems_for
-    from trainer.tiny_model import ensure_model
+    from trainer.data.problems import DataError
+    from trainer.data.splits import load_problems_for
+    from trainer.models.ensure import ensure_model
+    from trainer.spectrum.merge import merge
+    from trainer.spectrum.sft import run_sft
 
     if conf.sft.steps == 0:
         raise DataError("config key 'sft.steps': 0, but the Spectrum stage needs SFT checkpoints to probe")
@@ -74,7 +74,7 @@ def run_spectrum(conf, out: Path) -> dict:
 def _heldout(conf, rollout, verifier, held, models: dict[str, str], path: Path) -> dict:
     """Held-out Pass@1 (rl.eval_k samples) of each model, pushed into the engines in turn; kept in `path`."""
     from actors.weight_sync import WeightSync
-    from trainer.eval import evaluate
+    from trainer.eval.score import evaluate
 
     done = json.loads(path.read_text()) if path.exists() else {}
     for i, (name, p) in enumerate(models.items()):

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from trainer.data import DataError, Problem, iter_jsonl
+from trainer.data.problems import DataError, Problem, iter_jsonl
 
 # ---- data: chat pairs -> token ids --------------------------------------------------------------------
 
@@ -72,8 +72,8 @@ def render(tokenizer: Any, messages: list[dict]) -> dict[str, list[int]]:
 
 def build_examples(tokenizer: Any, conf, evals: list[Problem]) -> tuple[list[dict], dict[str, int]]:
     """The SFT examples (token ids) after n-gram decontamination against `evals`, and the counts."""
-    from trainer.decontam import decontaminate
-    from trainer.splits import load_problems_for
+    from trainer.data.decontam import decontaminate
+    from trainer.data.splits import load_problems_for
 
     if conf.sft.files:
         convs = [msgs for f in conf.sft.files for msgs in load_chat_pairs(f)]
@@ -211,7 +211,7 @@ def run_sft(conf, model_path: str, out: Path, evals: list[Problem]) -> list[tupl
     from tqdm import tqdm
 
     from cluster.env import learner_env
-    from trainer.tiny_model import load_tokenizer
+    from trainer.models.tiny import load_tokenizer
 
     s = conf.sft
     out.mkdir(parents=True, exist_ok=True)

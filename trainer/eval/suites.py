@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from ssp.config import ConfigError, cfg, load_config
-from trainer.data import DataError, Problem, from_record, iter_jsonl
+from trainer.data.problems import DataError, Problem, from_record, iter_jsonl
 
 SUITES_DIR = Path(__file__).resolve().parents[1] / "configs" / "eval"
 MATH_SUFFIX = " Let's think step by step and output the final answer within \\boxed{}."
@@ -149,7 +149,7 @@ def _mbpp_starter(rec: dict) -> str:
 def load_dataset(spec: DatasetSpec, suite_file: Path, conf) -> list[Problem]:
     """The dataset's problems; a bad row raises DataError naming the file and line."""
     if spec.format == "toy":
-        from trainer.splits import toy_split
+        from trainer.data.splits import toy_split
 
         return toy_split(conf)[1]
     path = (suite_file.parent / spec.path).resolve()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from trainer.data import Problem
+from trainer.data.problems import Problem
 
 _PUNCT = re.compile(r"[^\w\s]|_")
 

@@ -53,7 +53,7 @@ def build(config: TinyModelConfig, out_dir: str | Path) -> Path:
     import torch
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
-    from trainer import toy_tasks
+    from trainer.data import toy_tasks
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -85,32 +85,3 @@ def build(config: TinyModelConfig, out_dir: str | Path) -> Path:
                                           "vocab": len(tok), "seed": config.seed, "config": asdict(config),
                                           "version": BUILD_VERSION}))
     return out
-
-
-def _built_from(marker: Path) -> tuple:
-    info = json.loads(marker.read_text())
-    return info.get("config"), info.get("version")
-
-
-def ensure_model(conf) -> str:
-    """`model.path`, built first when model.source says how: the tiny model when that directory has no model
-    yet, or holds a tiny model built from other `model.tiny` settings (a directory without our marker file is
-    never touched); a GGUF wheel's conversion (trainer/gguf_model.py); `path`: as given."""
-    if conf.model.source == "path":
-        return conf.model.path
-    if conf.model.source == "gguf":
-        from trainer.gguf_model import import_gguf
-
-        return str(import_gguf(conf.model.path, conf.model.gguf))
-    path = Path(conf.model.path)
-    marker = path / MARKER
-    want = asdict(conf.model.tiny)
-    if not (path / "config.json").exists():
-        print(f"building the tiny model at {path}")
-    elif marker.exists() and _built_from(marker) != (want, BUILD_VERSION):
-        print(f"rebuilding the tiny model at {path}: {marker} was built from other model.tiny settings or an "
-              "older build")
-    else:
-        return str(path)
-    build(conf.model.tiny, path)
-    return str(path)

@@ -1,8 +1,8 @@
 """The one evaluator: n samples per problem from the rollout engines, scored by the verifier pool while the
-engines keep generating, summed up by trainer/metrics.py.
+engines keep generating, summed up by trainer/eval/metrics.py.
 
 `score_stream` is the engine of it: problems stream out of the engines as they finish and their samples go
-straight to the verifiers (in threads), so scoring overlaps generation. `ssp eval` (trainer/eval_run.py)
+straight to the verifiers (in threads), so scoring overlaps generation. `ssp eval` (trainer/eval/run.py)
 records what it yields; `evaluate` is the short form `ssp rl`'s held-out eval and `ssp probe` call on the
 engines' current weights.
 """
@@ -14,8 +14,8 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from actors.verifier.protocols import vote_answer
-from trainer.data import Problem
-from trainer.metrics import summarize
+from trainer.data.problems import Problem
+from trainer.eval.metrics import summarize
 
 TRAINING_REWARD = {"math": "math-verify", "code": "sandbox"}  # the grader RL trains on, per kind
 

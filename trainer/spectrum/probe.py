@@ -2,7 +2,7 @@
 
 The checkpoints go into the running rollout engines in place (`WeightSync.from_checkpoint`: vLLM reloads
 the weights, no engine restart); the samples are verified by the verifier pool; the scores come from the
-one evaluator (trainer/eval.py `evaluate`, the same Pass@k the RL loop's held-out eval reports).
+one evaluator (trainer/eval/score.py `evaluate`, the same Pass@k the RL loop's held-out eval reports).
 Probe sets are files (problems with a `subdomain` field), or, on the toy tasks, problems carved out of
 the training split (so train / probe / held-out are disjoint for SFT, RL and eval alike).
 """
@@ -13,7 +13,7 @@ import csv
 import json
 from pathlib import Path
 
-from trainer.data import Problem
+from trainer.data.problems import Problem
 
 
 def probe(conf, rollout, verifier, models: list[tuple[str, str]], sets: dict[str, list[Problem]], out: Path,
@@ -25,7 +25,7 @@ def probe(conf, rollout, verifier, models: list[tuple[str, str]], sets: dict[str
     from tqdm import tqdm
 
     from actors.weight_sync import WeightSync
-    from trainer.eval import evaluate
+    from trainer.eval.score import evaluate
 
     s = conf.spectrum
     log = out / "probe.jsonl"
