@@ -21,8 +21,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from actors.verifier.code_grader import grade_code, mbpp_tests  # noqa: E402
+from actors.verifier.host import SYSTEM_PYTHON  # noqa: E402
 from actors.verifier.math_checker import MathChecker  # noqa: E402
-from actors.verifier.sandbox import SYSTEM_PYTHON, Sandbox, SandboxLimits  # noqa: E402
+from actors.verifier.sandbox import Sandbox, SandboxLimits  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 WORKERS = 2

@@ -206,6 +206,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Every command and its arguments, as one table (one piece: it reads as the CLI's reference)."""
     parser = argparse.ArgumentParser(prog="ssp", description="ssp-rl: Spectrum-to-Signal RL post-training")
     sub = parser.add_subparsers(dest="command", required=True, metavar="<command>")
 

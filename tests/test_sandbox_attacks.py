@@ -337,7 +337,7 @@ def test_two_sandboxes_with_default_uids_leave_each_other_alone():
 def test_uids_are_validated_and_reserved():
     import pwd
 
-    from actors.verifier.sandbox import UidLease
+    from actors.verifier.uids import UidLease
 
     for bad in (0, pwd.getpwnam("nobody").pw_uid, 999):
         with pytest.raises(ValueError, match=f"uid {bad}"):

@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from actors.verifier.channel import Channel, OutputLimit
 from actors.verifier.harness import CHANNEL_ERRORS, Remote, RemoteError, Session, TestError, short_repr
 from actors.verifier.protocols import lcb_extract_code
-from actors.verifier.sandbox import Channel, OutputLimit, RunResult, Sandbox
+from actors.verifier.sandbox import RunResult, Sandbox
 from actors.verifier.types import Result
 
 __all__ = ["InvalidTests", "RemoteError", "Verdict", "check_tests", "grade_code", "mbpp_tests", "same_output"]

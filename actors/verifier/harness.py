@@ -22,7 +22,7 @@ import sys
 from collections import deque
 from typing import Any
 
-from actors.verifier.sandbox import Channel, OutputLimit, SandboxClosed, SandboxTimeout
+from actors.verifier.channel import Channel, OutputLimit, SandboxClosed, SandboxTimeout
 from actors.verifier.sandbox_codec import Decoder, Encoder, TooLarge, check_keys
 
 WEIGHT_CAP = 1 << 21  # nodes one reply may stand for, aliases expanded (a legit [[0] * 1000] * 1000 is 1M)

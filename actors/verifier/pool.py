@@ -196,6 +196,10 @@ class VerifierPool:
 
         An actor whose call failed gets no new work until a `ping` to it (i.e. its restart) returns;
         a failed item is retried once on another actor when there is one.
+
+        One piece: a single event loop over the calls and pings in flight, whose bookkeeping (loads, the actor
+        each item failed on, actors down since when) is shared by every branch; split up, that state would
+        travel between functions and the order of its updates would be harder to see.
         """
         results: list[Result | None] = [None] * len(reqs)
         failed_on: dict[int, int] = {}

@@ -14,14 +14,9 @@ solution and lets the trusted harness (`code_grader.py`) call into it over a pai
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import fcntl
-import grp
 import json
-import logging
 import math
 import os
-import pwd
 import queue
 import select
 import shutil
@@ -30,46 +25,33 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from actors.verifier.cgroup import Cgroups, RunCgroup
+from actors.verifier.channel import Channel, Interact, OutputLimit, SandboxClosed, SandboxTimeout
+from actors.verifier.host import (
+    ENV,
+    SYSTEM_PYTHON,
+    box_root,
+    bwrap_args,
+    cgroups_or_warn,
+    codec_beside,
+    compile_boot,
+    probe_isolation,
+    reap_zombies,
+)
+from actors.verifier.uids import UID_BASE, UidLease
 
-BOOT = Path(__file__).with_name("sandbox_boot.py")
-CODEC = Path(__file__).with_name("sandbox_codec.py")  # imported by the boot from its own folder
 SPAWNER = Path(__file__).with_name("spawner.py")
 SPAWNER_MB = 16
-SYSTEM_PYTHON = "/usr/bin/python3"
-PR_SET_CHILD_SUBREAPER = 36
-UID_BASE = 62000  # sandbox uids are searched from here upwards (VerifierConfig.uid_base)
-UID_SPAN = 4096
-UID_LOCKS = Path("/run/ssp-sandbox/uids")
-_ENV = {"PATH": "/usr/bin", "HOME": "/scratch", "TMPDIR": "/scratch", "LANG": "C.UTF-8",
-        "PYTHONIOENCODING": "utf-8", "PYTHONDONTWRITEBYTECODE": "1"}
-_live: set[int] = set()  # pids of sandboxes being waited on by some thread (never reaped by the sweeper)
-_live_lock = threading.Lock()
-_probe_cache: dict[tuple[str, str], list[str]] = {}
-log = logging.getLogger(__name__)
+
 
 
 class IsolationError(RuntimeError):
     """The host lacks an isolation property and weak isolation was not allowed."""
-
-
-class SandboxTimeout(Exception):
-    """The run's wall-clock limit passed while the harness waited on it."""
-
-
-class SandboxClosed(Exception):
-    """The program closed its end (exited, crashed or was killed) before answering."""
-
-
-class OutputLimit(Exception):
-    """A reply from the program was larger than max_output_bytes."""
 
 
 @dataclass
@@ -98,272 +80,6 @@ class RunResult:
     value: Any = None  # what `interact` returned (serve mode)
 
 
-def _set_subreaper() -> bool:
-    libc = ctypes.CDLL(None, use_errno=True)
-    return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-
-
-def _bwrap_args(bwrap: str, box: list[str], scratch_bytes: int) -> list[str]:
-    """bwrap's arguments; `box` are the mount arguments that put the program's files under /box.
-    --as-pid-1: no bwrap init in the sandbox, so every process in it runs under the boot's seccomp filter; a
-    read-only /proc: no process can open another's (or its own) /proc/<pid>/mem for writing."""
-    args = [bwrap, "--unshare-all", "--as-pid-1", "--die-with-parent", "--new-session", "--clearenv",
-            "--ro-bind", "/usr", "/usr", "--proc", "/proc", "--remount-ro", "/proc", "--dev", "/dev",
-            "--size", str(scratch_bytes), "--tmpfs", "/dev/shm", "--remount-ro", "/dev"]
-    for name in ("bin", "lib", "lib64", "sbin"):
-        if os.path.islink(f"/{name}"):
-            args += ["--symlink", os.readlink(f"/{name}").lstrip("/"), f"/{name}"]
-    args += [*box, "--size", str(scratch_bytes), "--tmpfs", "/scratch",
-             "--remount-ro", "/", "--chdir", "/scratch"]
-    for k, v in _ENV.items():
-        args += ["--setenv", k, v]
-    return args
-
-
-def _user_kw(uid: int | None) -> dict:
-    return {} if uid is None else {"user": uid, "group": uid, "extra_groups": []}
-
-
-# ---------------------------------------------------------------- uids
-
-def _subid_ranges() -> list[range]:
-    out = []
-    for f in ("/etc/subuid", "/etc/subgid"):
-        with contextlib.suppress(OSError):
-            for line in Path(f).read_text().splitlines():
-                parts = line.split(":")
-                if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
-                    out.append(range(int(parts[1]), int(parts[1]) + int(parts[2])))
-    return out
-
-
-def uid_problem(uid: int) -> str | None:
-    """Why `uid` may not be a sandbox uid (None when it may): root, an account's uid/gid, or a subuid range."""
-    if not 1000 <= uid < 2**31 - 1:
-        return f"uid {uid} is outside 1000..2^31-2"
-    for lookup, what in ((pwd.getpwuid, "user"), (grp.getgrgid, "group")):
-        try:
-            return f"uid {uid} belongs to the {what} {lookup(uid)[0]!r}"
-        except KeyError:
-            pass
-    if any(uid in r for r in _subid_ranges()):
-        return f"uid {uid} lies in a range of /etc/subuid or /etc/subgid"
-    return None
-
-
-class UidLease:
-    """Host-wide reservation of sandbox uids: an exclusive flock per uid, held while this object lives."""
-
-    def __init__(self, count: int = 1, base: int = UID_BASE, uids: list[int] | None = None):
-        UID_LOCKS.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.uids: list[int] = []
-        self._fds: list[int] = []
-        candidates = uids if uids is not None else range(base, base + UID_SPAN)
-        for uid in candidates:
-            if len(self.uids) == count and uids is None:
-                break
-            why = uid_problem(uid)
-            if why:
-                if uids is not None:
-                    raise ValueError(f"sandbox uid: {why}")
-                continue
-            fd = os.open(UID_LOCKS / str(uid), os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                if uids is not None:
-                    raise ValueError(f"sandbox uid {uid} is in use by another sandbox on this host") from None
-                continue
-            self.uids.append(uid)
-            self._fds.append(fd)
-        if len(self.uids) < (count if uids is None else len(uids)):
-            self.release()
-            raise ValueError(f"no {count} free sandbox uids in {base}..{base + UID_SPAN - 1}")
-
-    def release(self) -> None:
-        for fd in self._fds:
-            os.close(fd)
-        self._fds, self.uids = [], []
-
-
-# ---------------------------------------------------------------- host checks
-
-def probe_isolation(bwrap: str = "bwrap", python: str = SYSTEM_PYTHON, uid: int | None = None) -> list[str]:
-    """Names of the isolation properties this host cannot provide (empty when all are there)."""
-    key = (bwrap, python)
-    if key in _probe_cache:
-        return _probe_cache[key]
-    missing = []
-    run_uid = uid if os.geteuid() == 0 else None
-    if not _set_subreaper():
-        missing.append("child subreaper: prctl(PR_SET_CHILD_SUBREAPER) failed")
-    if not os.access(python, os.X_OK):
-        missing.append(f"system python: {python} not found")
-    else:
-        chk = "import sys; sys.path.append('/usr/lib/python3/dist-packages'); import seccomp"
-        try:
-            rc = subprocess.run([python, "-I", "-c", chk], capture_output=True, env=_ENV,
-                                **_user_kw(run_uid)).returncode
-        except OSError as e:
-            rc = f"{python} cannot run as the sandbox uid ({e})"
-        if rc != 0:
-            missing.append(f"seccomp: {python} cannot import seccomp (apt-get install python3-seccomp): {rc}")
-    path = shutil.which(bwrap)
-    if path is None:
-        missing.append(f"namespaces: bubblewrap '{bwrap}' not installed (apt-get install bubblewrap)")
-    else:
-        with tempfile.TemporaryDirectory() as box:
-            os.chmod(box, 0o755)
-            r = subprocess.run(_bwrap_args(path, ["--ro-bind", box, "/box"], 1 << 20) + ["/usr/bin/true"],
-                               capture_output=True,
-                               env=_ENV, **_user_kw(run_uid))
-        _reap_zombies()
-        if r.returncode != 0:
-            err = r.stderr.decode(errors="replace").strip()
-            missing.append(f"namespaces: user/net/pid namespaces unavailable to bwrap ({err})")
-    _probe_cache[key] = missing
-    return missing
-
-
-_warned_no_cgroup = False
-
-
-def _cgroups_or_warn() -> Cgroups | None:
-    global _warned_no_cgroup
-    cg = Cgroups.detect() if os.geteuid() == 0 else None
-    if cg is None and not _warned_no_cgroup:
-        _warned_no_cgroup = True
-        log.warning("sandbox: no usable cgroup (v2 with memory/pids/cpu delegated, or writable v1 memory, "
-                    "pids and cpu hierarchies); falling back to per-process rlimits, so memory and CPU are "
-                    "limited per process, not per run")
-    return cg
-
-
-def _box_root() -> str:
-    """/tmp/ssp-sandbox/<pid>; leftovers of dead launchers (e.g. a killed actor) are removed."""
-    base = Path(tempfile.gettempdir(), "ssp-sandbox")
-    base.mkdir(mode=0o755, exist_ok=True)
-    for d in base.iterdir():
-        if d.name.isdigit() and not Path(f"/proc/{d.name}").exists():
-            shutil.rmtree(d, ignore_errors=True)
-    mine = base / str(os.getpid())
-    mine.mkdir(mode=0o755, exist_ok=True)
-    return str(mine)
-
-
-def _compile_boot(python: str, where: str) -> str:
-    """sandbox_boot.py and the codec beside it, compiled once by the sandbox's python (compiling them in every
-    run cost ~5 ms); returns the boot's path (the codec's is the same folder, same suffix)."""
-    src = "import py_compile, sys; py_compile.compile(sys.argv[1], cfile=sys.argv[2], doraise=True)"
-    outs = []
-    for file in (BOOT, CODEC):
-        out = Path(where, "boot.pyc" if file == BOOT else file.with_suffix(".pyc").name)
-        if subprocess.run([python, "-I", "-c", src, str(file), str(out)], capture_output=True).returncode != 0:
-            out = out.with_suffix(".py")  # a python that cannot compile it will not run it either
-            shutil.copyfile(file, out)
-        outs.append(str(out))
-    return outs[0]
-
-
-def _codec_beside(boot: str) -> str:
-    """The compiled codec next to the compiled boot (see _compile_boot)."""
-    return str(Path(boot).with_name(CODEC.stem + Path(boot).suffix))
-
-
-def _sandbox_init(pid: int) -> bool:
-    """Whether `pid` is pid 1 of a pid namespace below ours: a sandboxed program (bwrap --as-pid-1)."""
-    with contextlib.suppress(OSError, IndexError):
-        nspid = Path(f"/proc/{pid}/status").read_text().split("NSpid:")[1].split("\n")[0].split()
-        return len(nspid) > 1 and nspid[-1] == "1"
-    return False
-
-
-def _reap_zombies() -> None:
-    """Reap zombie bwrap processes, and sandboxed programs (pid 1 in their sandbox) whose bwrap died first,
-    re-parented to us (subreaper) that no thread is waiting on."""
-    with _live_lock:
-        for task in os.listdir("/proc/self/task"):
-            try:
-                children = Path(f"/proc/self/task/{task}/children").read_text().split()
-            except OSError:
-                continue
-            for pid in map(int, children):
-                if pid in _live:
-                    continue
-                try:
-                    stat = Path(f"/proc/{pid}/stat").read_text()
-                except OSError:
-                    continue
-                comm, state = stat[stat.index("(") + 1: stat.rindex(")")], stat[stat.rindex(")") + 2]
-                if state == "Z" and (comm == "bwrap" or _sandbox_init(pid)):
-                    with contextlib.suppress(ChildProcessError):
-                        os.waitpid(pid, os.WNOHANG)
-
-
-# ---------------------------------------------------------------- the harness's line to a serving program
-
-class Channel:
-    """JSON lines to and from a program started by `Sandbox.serve`, bounded by the run's deadline (or a shorter
-    one the harness sets with `limit`, e.g. per test case); `check` holds the harness's own work to it too."""
-
-    def __init__(self, w: int, r: int, deadline: float, cap: int):
-        self.w, self.r, self.deadline, self.cap = w, r, deadline, cap
-        self.end = deadline  # the run's own: no `limit` goes past it
-        self._buf = b""
-        os.set_blocking(w, False)
-
-    def limit(self, seconds: float) -> None:
-        """The deadline `seconds` from now (never past the run's)."""
-        self.deadline = min(self.end, time.monotonic() + seconds)
-
-    def check(self) -> None:
-        """SandboxTimeout once the deadline has passed."""
-        if time.monotonic() >= self.deadline:
-            raise SandboxTimeout
-
-    def _wait(self, fd: int, write: bool) -> None:
-        left = self.deadline - time.monotonic()
-        if left <= 0 or not select.select([] if write else [fd], [fd] if write else [], [], left)[0 if not write else 1]:
-            raise SandboxTimeout
-
-    def send(self, msg: dict) -> None:
-        data = (json.dumps(msg) + "\n").encode()
-        while data:
-            self._wait(self.w, write=True)
-            try:
-                data = data[os.write(self.w, data):]
-            except BrokenPipeError:
-                raise SandboxClosed from None
-
-    def recv(self) -> dict:
-        while b"\n" not in self._buf:
-            if len(self._buf) > self.cap:
-                raise OutputLimit
-            self._wait(self.r, write=False)
-            chunk = os.read(self.r, 1 << 16)
-            if not chunk:
-                raise SandboxClosed
-            self._buf += chunk
-        line, self._buf = self._buf.split(b"\n", 1)
-        if len(line) > self.cap:
-            raise OutputLimit
-        try:
-            msg = json.loads(line)
-        except (ValueError, RecursionError):  # garbage, or nested deep enough to blow the parser's stack
-            raise SandboxClosed("the program's channel carried something that is not JSON") from None
-        if not isinstance(msg, dict):
-            raise SandboxClosed("the program's channel carried a non-object")
-        return msg
-
-    def request(self, msg: dict) -> dict:
-        self.send(msg)
-        return self.recv()
-
-
-Interact = Callable[[Channel], Any]
-
-
 class _Slot:
     """One uid, its cgroup, and a spawner process inside that cgroup (spawner.py); one run at a time."""
 
@@ -387,7 +103,7 @@ class _Slot:
 
     def spawn(self, argv: list[str], cwd: str | None, fds: list[int]) -> int:
         """Fork a run from the spawner (restarted once if it died); the pid of the run's first process."""
-        req = json.dumps({"argv": argv, "env": _ENV, "cwd": cwd, "uid": self.uid}).encode()
+        req = json.dumps({"argv": argv, "env": ENV, "cwd": cwd, "uid": self.uid}).encode()
         for attempt in (0, 1):
             try:
                 socket.send_fds(self.sock, [req], fds)
@@ -418,7 +134,7 @@ class _Slot:
     def kill_run(self) -> None:
         """SIGKILL everything of the run (the cgroup less the spawner)."""
         if self.cg is not None:
-            self.cg.kill(_reap_zombies, keep={self.proc.pid})
+            self.cg.kill(reap_zombies, keep={self.proc.pid})
 
     def close(self, keep_cgroup: bool = False) -> None:
         self.sock.close()
@@ -426,7 +142,7 @@ class _Slot:
             self.proc.kill()
             self.proc.wait()
         if self.cg is not None:
-            self.cg.kill(_reap_zombies)
+            self.cg.kill(reap_zombies)
             if not keep_cgroup:
                 self.cg.remove()
 
@@ -449,9 +165,9 @@ class Sandbox:
                                  + " (set allow_weak_isolation=true to run anyway)")
         self.bwrap = None if any(m.startswith("namespaces") for m in self.missing) else shutil.which(bwrap)
         self.seccomp = not any(m.startswith("seccomp") for m in self.missing)
-        self.cgroups = _cgroups_or_warn()
-        self.box_root = _box_root()
-        self.boot = _compile_boot(self.python, self.box_root)
+        self.cgroups = cgroups_or_warn()
+        self.box_root = box_root()
+        self.boot = compile_boot(self.python, self.box_root)
         self._all = [_Slot(uid, self.cgroups, self.limits)
                      for uid in (self.lease.uids if self.lease else [None] * slots)]
         self._slots: queue.Queue[_Slot] = queue.Queue()
@@ -515,17 +231,17 @@ class Sandbox:
             chan = list(range(3 + len(extra) - 2, 3 + len(extra))) if interact else []
             mode = "serve" if interact else "script"
             if self.bwrap:
-                codec = _codec_beside(self.boot)
+                codec = codec_beside(self.boot)
                 mounts = ["--ro-bind", self.boot, f"/box/{Path(self.boot).name}", "--ro-bind", codec,
                           f"/box/{Path(codec).name}", "--ro-bind-data", "4", "/box/main.py"]
-                cmd = (_bwrap_args(self.bwrap, mounts, self.limits.scratch_mb << 20) + ["--json-status-fd", "3"]
+                cmd = (bwrap_args(self.bwrap, mounts, self.limits.scratch_mb << 20) + ["--json-status-fd", "3"]
                        + self._argv(mode, "/box", timeout_s, chan))
                 cwd = None
             else:  # weak isolation: no namespaces, files in a host box dir, a scratch dir owned by the slot uid
                 box = tempfile.mkdtemp(prefix="box-", dir=self.box_root)
                 os.chmod(box, 0o755)
                 Path(box, "main.py").write_text(code)
-                for f in (self.boot, _codec_beside(self.boot)):
+                for f in (self.boot, codec_beside(self.boot)):
                     shutil.copyfile(f, Path(box, Path(f).name))
                 scratch = tempfile.mkdtemp(prefix="ssp-scratch-")
                 if slot.uid is not None:
@@ -596,7 +312,7 @@ class Sandbox:
                     res.returncode = slot.wait_status()[1]
             slot.kill_run()  # nothing of this run outlives it
             res.memory_exceeded = bool(slot.cg) and slot.cg.oom_kills() > oom0
-            _reap_zombies()
+            reap_zombies()
         res.elapsed = time.monotonic() - t0
         return res
 

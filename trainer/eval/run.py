@@ -74,7 +74,9 @@ def pin_protocol(out: Path, protocol: dict) -> None:
 
 
 def run_eval(conf, model: str) -> dict:
-    """Run (or continue) the eval of `model` under `conf.eval`; returns results.json's content."""
+    """Run (or continue) the eval of `model` under `conf.eval`; returns results.json's content. One piece: the
+    run in the order it happens (the suite, what samples.jsonl already holds, engines and verifiers up, the
+    stream scored and appended as it finishes, the figures), sharing the open pools and the file."""
     from tqdm import tqdm
 
     from actors.rollout import RolloutPool

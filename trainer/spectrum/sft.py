@@ -125,7 +125,9 @@ def _rows(shard, per_rank: int, seed: int):
 
 
 def train_loop(c: dict) -> None:
-    """One Ray Train worker: DeepSpeed ZeRO on the shared engine, `c['steps']` optimizer steps."""
+    """One Ray Train worker: DeepSpeed ZeRO on the shared engine, `c['steps']` optimizer steps. One piece: it
+    runs on a Train worker as a whole (the setup, the resume from Train's checkpoint, the step loop and each
+    report share the engine and the data shard), read top to bottom like nano-aha-moment's loop."""
     import os
 
     os.environ.update(c["env"])
@@ -205,7 +207,9 @@ def checkpoints(storage: Path) -> list[tuple[int, Path]]:
 
 
 def run_sft(conf, model_path: str, out: Path, evals: list[Problem]) -> list[tuple[int, Path]]:
-    """SFT `model_path` on Ray Train; returns the saved checkpoints (step, HF dir). Resumes if `out` holds a run."""
+    """SFT `model_path` on Ray Train; returns the saved checkpoints (step, HF dir). Resumes if `out` holds a run.
+    One piece: the driver side of one Train run (data, decontamination, the trainer, the progress bar fed by
+    its reports, the checkpoints), in the order they happen."""
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
     from tqdm import tqdm
