@@ -166,6 +166,10 @@ def test_cli_malformed_line(tmp_path, capsys):
     inp.write_text("{not json\n")
     assert _cli(["verify", "--input", str(inp)]) == 2
     assert f"{inp}:1: not valid JSON" in capsys.readouterr().err
+    inp.write_text(json.dumps({**_items(2)[1], "grader": "vibe"}) + "\n")  # the one registry, before any actor
+    assert _cli(["verify", "--input", str(inp)]) == 2
+    assert f"{inp}:1: field 'grader': unknown math grader 'vibe'; valid: ['math-verify', 'strict', 'vibethinker']" \
+        in capsys.readouterr().err
 
 
 def test_metrics_counted_in_actor(pool):

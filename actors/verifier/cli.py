@@ -13,6 +13,7 @@ from typing import Any
 from actors.config import VerifierConfig
 from actors.verifier.code_grader import InvalidTests, check_tests
 from actors.verifier.math_answer import check_choices
+from actors.verifier.registry import check_grader
 from actors.verifier.types import Result, VerifyRequest, as_request
 from ssp.config import ConfigError, load_config
 from ssp.io import check_output, iter_jsonl
@@ -50,6 +51,12 @@ def read_requests(path: str | Path) -> list[VerifyRequest]:
                 check_tests(rec["tests"])
             except InvalidTests as e:
                 raise ValueError(f"{where}: field 'tests': {e}") from None
+        if not isinstance(rec.get("grader", ""), str):
+            raise ValueError(f"{where}: field 'grader' must be a string")
+        try:
+            check_grader(kind, rec.get("grader", ""))
+        except ValueError as e:
+            raise ValueError(f"{where}: field 'grader': {e}") from None
         reqs.append(as_request(rec))
     return reqs
 

@@ -20,6 +20,7 @@ from actors.config import VerifierConfig
 from actors.verifier.code_grader import extract_code, grade_code
 from actors.verifier.math_checker import MathChecker
 from actors.verifier.protocols import lcb_extract_code
+from actors.verifier.registry import GRADERS
 from actors.verifier.sandbox import Sandbox, SandboxLimits
 from actors.verifier.types import Result, VerifyRequest, as_request
 from cluster.telemetry import metric
@@ -83,9 +84,10 @@ class VerifierActor:
             self.m_in_flight.set(self.in_flight[kind], tags={"kind": kind})
 
     def _verify(self, req: VerifyRequest) -> Result:
-        if req.kind not in GRADERS:
-            raise ValueError(f"unknown kind {req.kind!r}; graders: {sorted(GRADERS)}")
-        return getattr(self, GRADERS[req.kind])(req)
+        method = GRADERS.get((req.kind, req.grader))
+        if method is None:
+            raise ValueError(f"unknown (kind, grader) {(req.kind, req.grader)!r}; valid: {sorted(GRADERS)}")
+        return getattr(self, method)(req)
 
     def grade_math(self, req: VerifyRequest) -> Result:
         checker = self.checkers.get()
@@ -96,13 +98,9 @@ class VerifierActor:
             self.checkers.put(checker)
 
     def grade_code(self, req: VerifyRequest) -> Result:
-        if req.grader not in ("", "sandbox", "lcb"):
-            raise ValueError(f"unknown code grader {req.grader!r}; valid: ['lcb', 'sandbox']")
         return grade_code(req.response, req.tests or {}, self.sandbox, lcb=req.grader == "lcb")
 
 
-# kind -> VerifierActor method: a new verifier kind is one method plus one entry here.
-GRADERS = {"math": "grade_math", "code": "grade_code"}
 
 
 def requests_for(problems: dict[str, Any], rollouts: list, graders: dict[str, str] | None = None) -> list[VerifyRequest]:
