@@ -20,7 +20,7 @@ from typing import Literal
 from ssp.config import ConfigError, cfg, load_config
 from trainer.data.problems import DataError, Problem, from_record, iter_jsonl
 
-SUITES_DIR = Path(__file__).resolve().parents[1] / "configs" / "eval"
+SUITES_DIR = Path(__file__).resolve().parents[2] / "configs" / "eval"
 MATH_SUFFIX = " Let's think step by step and output the final answer within \\boxed{}."
 LCB_SYSTEM = ("You are an expert Python programmer. You will be given a question (problem specification) and will "
               "generate a correct Python program that matches the specification and passes all tests.")
