@@ -176,7 +176,7 @@ def test_metrics_counted_in_actor(pool):
     before = dict(pool.stats)
     res = pool.verify([{"id": "e", "kind": "nope", "response": ""}])
     assert pool.stats["verifier_errors"] == before.get("verifier_errors", 0) + 1
-    assert res[0].reason == "verifier_error" and "graders: ['code', 'math']" in res[0].detail["error"]
+    assert res[0].reason == "verifier_error" and "valid: [('code', ''), ('code', 'lcb')" in res[0].detail["error"]
     # the first try's failure is retried (counted once, by the actor); the retry's result is final
     assert pool.stats["errors"] == before.get("errors", 0) + 1 and pool.stats["retries"] == before.get("retries", 0) + 1
 
