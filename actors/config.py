@@ -57,6 +57,7 @@ ADVANTAGE_NAMES = Literal["grpo", "drgrpo"]
 AGGREGATION_NAMES = Literal["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"]
 KL_NAMES = Literal["k1", "k2", "k3"]
 CORRECTION_NAMES = Literal["off", "tis", "icepop"]
+OVERLONG_NAMES = Literal["off", "dapo"]
 
 
 @dataclass
@@ -83,6 +84,12 @@ class LossConfig:
     icepop_low: float = cfg(0.5, "ICEPOP: tokens with r below this get no gradient", gt=0)
     icepop_high: float = cfg(5.0, "ICEPOP: tokens with r above this get no gradient", gt=0)
     long2short_lambda: float = cfg(0.0, "Long2Short length bonus for correct responses (report: 0.2); 0 = off", ge=0)
+    truncated: Literal["zero", "keep"] = cfg(
+        "zero", "training reward of a response cut at the phase's max_tokens: zero (it never finished; VibeThinker's "
+                "eval rule) | keep (its verdict)")
+    overlong: OVERLONG_NAMES = cfg("off", "soft overlong penalty added to the rewards the advantage sees: off | dapo "
+                                          "(0 until max_tokens - overlong_buffer, then linear to -1 at max_tokens)")
+    overlong_buffer: int = cfg(16, "tokens before the phase's max_tokens over which the dapo penalty grows", ge=1)
 
 
 @dataclass

@@ -24,6 +24,7 @@ from actors.config import (  # noqa: F401
     AGGREGATION_NAMES,
     CORRECTION_NAMES,
     KL_NAMES,
+    OVERLONG_NAMES,
     LossConfig,
 )
 from actors.records import Rollout
@@ -68,25 +69,49 @@ def mgpo_weight(r: Tensor, lam: float) -> Tensor:
     return torch.tensor(math.exp(-lam * d), dtype=torch.float64)
 
 
-def group_advantages(rewards: Tensor, groups: list[str], lengths: Tensor, c: LossConfig) -> tuple[Tensor, Tensor]:
-    """Per-sample advantage A' = w*A (computed within each group) and the group's MGPO weight w."""
+def group_advantages(rewards: Tensor, groups: list[str], lengths: Tensor, c: LossConfig,
+                     shaping: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Per-sample advantage A' = w*A (computed within each group) and the group's MGPO weight w. `shaping` (a
+    length penalty, see OVERLONG) is added to the rewards the advantage sees; w reads the binary rewards."""
     adv = torch.zeros(len(groups), dtype=torch.float64)
     w = torch.ones(len(groups), dtype=torch.float64)
     for g in dict.fromkeys(groups):
         idx = torch.tensor([i for i, x in enumerate(groups) if x == g])
         r = long2short(rewards[idx].double(), lengths[idx], c.long2short_lambda)
+        if shaping is not None:
+            r = r + shaping[idx].double()
         wg = mgpo_weight(rewards[idx], c.mgpo_lambda)  # on the raw (binary) correctness
         adv[idx] = wg * ADVANTAGES[c.advantage](r, lengths[idx], c)
         w[idx] = wg
     return adv.float(), w.float()
 
 
-def score(rollouts: list[Rollout], rewards: list[float], c: LossConfig) -> list[Rollout]:
-    """The rollouts with their reward, group advantage A' = w*A and MGPO weight w set: the one place the
-    advantage is computed (the RL loop calls it; the learner trains on what it is given)."""
+def no_penalty(lengths: Tensor, max_tokens: int | None, buffer: int) -> Tensor:
+    return torch.zeros(len(lengths), dtype=torch.float64)
+
+
+def dapo_overlong(lengths: Tensor, max_tokens: int | None, buffer: int) -> Tensor:
+    """DAPO's soft overlong penalty: 0 up to max_tokens - buffer, then linear down to -1 at max_tokens."""
+    if max_tokens is None:
+        return no_penalty(lengths, max_tokens, buffer)
+    start = max_tokens - buffer
+    return ((start - lengths.double()) / buffer).clamp(min=-1.0, max=0.0)
+
+
+OVERLONG: dict[str, Callable[[Tensor, int | None, int], Tensor]] = {"off": no_penalty, "dapo": dapo_overlong}
+
+
+def score(rollouts: list[Rollout], rewards: list[float], c: LossConfig, max_tokens: int | None = None) -> list[Rollout]:
+    """The rollouts with their training reward, group advantage A' = w*A and MGPO weight w set: the one place
+    the advantage is computed (the RL loop calls it; the learner trains on what it is given). A response cut at
+    `max_tokens` scores 0 with `truncated: zero` (it never finished, as in VibeThinker's eval rule); the
+    `overlong` penalty (registry OVERLONG) shapes what the advantage sees near the limit."""
+    rewards = [0.0 if c.truncated == "zero" and r.finish_reason == "length" else float(x)
+               for r, x in zip(rollouts, rewards)]
+    lengths = torch.tensor([len(r.response_ids) for r in rollouts])
     adv, w = group_advantages(torch.tensor(rewards, dtype=torch.float64), [r.problem_id for r in rollouts],
-                              torch.tensor([len(r.response_ids) for r in rollouts]), c)
-    return [replace(r, reward=float(x), advantage=float(a), mgpo_w=float(wi))
+                              lengths, c, OVERLONG[c.overlong](lengths, max_tokens, c.overlong_buffer))
+    return [replace(r, reward=x, advantage=float(a), mgpo_w=float(wi))
             for r, x, a, wi in zip(rollouts, rewards, adv.tolist(), w.tolist())]
 
 
@@ -193,5 +218,5 @@ def sft_loss(logp: Tensor, weights: Tensor) -> Tensor:
 
 
 for _registry, _names in ((ADVANTAGES, ADVANTAGE_NAMES), (AGGREGATIONS, AGGREGATION_NAMES), (KL_ESTIMATORS, KL_NAMES),
-                         (CORRECTIONS, CORRECTION_NAMES)):
+                        (OVERLONG, OVERLONG_NAMES), (CORRECTIONS, CORRECTION_NAMES)):
     assert set(_registry) == set(get_args(_names)), f"registry {sorted(_registry)} != config choices {_names}"

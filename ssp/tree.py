@@ -59,6 +59,11 @@ class SSPConfig:
             if ph.max_tokens >= self.engine.max_model_len:
                 raise ConfigError(f"config key 'rl.phases[{i}].max_tokens': {ph.max_tokens} leaves no room for the "
                                   f"prompt in engine.max_model_len={self.engine.max_model_len}")
+        loss = self.learner.loss
+        for i, ph in enumerate(self.rl.phases):
+            if loss.overlong == "dapo" and loss.overlong_buffer >= ph.max_tokens:
+                raise ConfigError(f"config key 'learner.loss.overlong_buffer': {loss.overlong_buffer} must be below "
+                                  f"rl.phases[{i}].max_tokens={ph.max_tokens} (the dapo penalty's ramp ends there)")
         if self.sampling.max_tokens >= self.engine.max_model_len:
             raise ConfigError(f"config key 'sampling.max_tokens': {self.sampling.max_tokens} must be below "
                               f"engine.max_model_len={self.engine.max_model_len}")

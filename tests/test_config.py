@@ -77,9 +77,13 @@ def test_ranges_choices_and_cross_field_checks_at_load():
                               ("learner.loss.clip_low=1.0", r"'learner\.loss\.clip_low': must be >= 0 and < 1"),
                               ("sampling.top_p=0", r"'sampling\.top_p': must be > 0 and <= 1, got 0"),
                               ("rl.mode=offline", r"'rl\.mode': must be one of \['sync', 'one-step-off', 'async'\]"),
-                              ("sampling.max_tokens=999", r"'sampling\.max_tokens': 999 must be below")):
+                              ("sampling.max_tokens=999", r"'sampling\.max_tokens': 999 must be below"),
+                              ("learner.loss.overlong=linear", r"'learner\.loss\.overlong': must be one of \['off', 'dapo'\]")):
         with pytest.raises(ConfigError, match=message):
             load_config(SSPConfig, None, [override])
+    with pytest.raises(ConfigError, match=r"'learner\.loss\.overlong_buffer': 64 must be below rl\.phases\[0\]"):
+        load_config(SSPConfig, None, ["learner.loss.overlong=dapo", "learner.loss.overlong_buffer=64"])
+    assert load_config(SSPConfig, None, ["learner.loss.overlong=dapo"]).learner.loss.overlong_buffer == 16
 
 
 def test_yaml_aliases_are_refused(tmp_path):

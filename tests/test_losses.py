@@ -11,6 +11,7 @@ from actors.learner import collate
 from actors.losses import (
     LossConfig,
     correction_name,
+    dapo_overlong,
     group_advantages,
     grpo_advantage,
     long2short,
@@ -198,3 +199,28 @@ def test_plan_micro_batches_token_budget_and_equal_counts():
     assert plan == [[[0, 4]], [[2, 1, 3]]]
     plan = plan_micro_batches([10, 10, 10], keep=[0, 1, 2], budget=10, world=2)
     assert plan == [[[0], [2]], [[1], [-1]]]
+
+
+def test_score_truncated_responses_and_the_dapo_overlong_penalty():
+    """A response cut at max_tokens scores 0 (truncated=zero); dapo's penalty is 0 up to max_tokens - buffer,
+    then linear to -1 at max_tokens, and shapes the advantage while w reads the binary rewards."""
+    rs = [Rollout("a", 0, [1], [2] * 4, [0.0] * 4, "", "stop", 0),   # short, right
+          Rollout("a", 1, [1], [2] * 10, [0.0] * 10, "", "length", 0),  # cut at the limit, right by its verdict
+          Rollout("a", 2, [1], [2] * 9, [0.0] * 9, "", "stop", 0),    # 1 token under the limit, right
+          Rollout("a", 3, [1], [2] * 3, [0.0] * 3, "", "stop", 0)]    # wrong
+    kept = score(rs, [1.0, 1.0, 1.0, 0.0], LossConfig(truncated="keep", mgpo_lambda=0.0))
+    assert [r.reward for r in kept] == [1.0, 1.0, 1.0, 0.0]
+    zero = score(rs, [1.0, 1.0, 1.0, 0.0], LossConfig(mgpo_lambda=0.0), max_tokens=10)  # default: truncated=zero
+    assert [r.reward for r in zero] == [1.0, 0.0, 1.0, 0.0]
+    # rewards [1, 0, 1, 0]: mean .5, std .5 -> A = [1, -1, 1, -1]
+    assert [round(r.advantage, 4) for r in zero] == [1.0, -1.0, 1.0, -1.0]
+    pen = dapo_overlong(torch.tensor([4, 6, 8, 9, 10, 12]), 10, 4)  # ramp from 6 to 10
+    assert pen.tolist() == [0.0, 0.0, -0.5, -0.75, -1.0, -1.0]
+    c = LossConfig(mgpo_lambda=0.0, overlong="dapo", overlong_buffer=4)
+    shaped = score(rs, [1.0, 1.0, 1.0, 0.0], c, max_tokens=10)
+    # shaped rewards [1, 0 - 1, 1 - .75, 0] = [1, -1, .25, 0]: mean .0625, population std .7289
+    r = torch.tensor([1.0, -1.0, 0.25, 0.0], dtype=torch.float64)
+    want = ((r - r.mean()) / (r.std(unbiased=False) + 1e-6)).tolist()
+    assert [round(x.advantage, 4) for x in shaped] == [round(x, 4) for x in want]
+    assert [x.reward for x in shaped] == [1.0, 0.0, 1.0, 0.0] and all(x.mgpo_w == 1.0 for x in shaped)
+    assert score(rs, [1.0, 1.0, 1.0, 0.0], c)[0].advantage == zero[0].advantage  # no limit known: no penalty

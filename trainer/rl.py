@@ -148,10 +148,11 @@ class Run:
         return [r for p in problems for r in rollouts[p.id]], [v for p in problems for v in verdicts[p.id]]
 
     def score(self, b: RolloutBatch) -> None:
-        """Each rollout's reward, MGPO-weighted group advantage A' = w*A and w (the pure function, once)."""
+        """Each rollout's training reward (a truncated response: 0), MGPO-weighted group advantage A' = w*A and w
+        (the pure function, once)."""
         from actors.losses import score
 
-        b.rollouts = score(b.rollouts, [v.reward for v in b.verdicts], self.loss)
+        b.rollouts = score(b.rollouts, [v.reward for v in b.verdicts], self.loss, self.phase(b.step).max_tokens)
 
     def train(self, b: RolloutBatch) -> dict:
         """One learner step on the scored rollouts (groups whose advantages are all zero are skipped)."""
@@ -164,15 +165,14 @@ class Run:
             self.rollout.update_weights(self.learner.publish_weights(self.conf.rollout.weight_sync), version)
 
     def record_outcomes(self, b: RolloutBatch) -> None:
-        """Each sample's correctness to the scheduler (idempotent per (step, problem, sample))."""
-        self.scheduler(b.step).record(
-            b.step, [(r.problem_id, r.sample_idx, v.reward > 0) for r, v in zip(b.rollouts, b.verdicts)])
+        """Each sample's training outcome to the scheduler (idempotent per (step, problem, sample))."""
+        self.scheduler(b.step).record(b.step, [(r.problem_id, r.sample_idx, r.reward > 0) for r in b.rollouts])
 
     def log_step(self, b: RolloutBatch, m: dict, wall_s: float) -> dict:
         """metrics.jsonl (with a wall-clock time), Ray gauges, TensorBoard; every learner metric included."""
         lens = [len(r.response_ids) for r in b.rollouts]
         rec = {"step": b.step, "time": time.time(), "phase": self.phase(b.step).name, "samples": len(b.rollouts),
-               "reward_mean": sum(v.reward for v in b.verdicts) / len(b.verdicts),
+               "reward_mean": sum(r.reward for r in b.rollouts) / len(b.rollouts),
                "pass_rate": sum(v.reward > 0 for v in b.verdicts) / len(b.verdicts),
                **m, "zero_adv_frac": m.get("skipped_frac", 0.0),
                "len_mean": sum(lens) / len(lens), "len_max": max(lens),
@@ -293,6 +293,7 @@ def finish(run: Run, before: dict, after: dict, t_start: float) -> dict:
         "zero_adv_frac_mean": sum(r["zero_adv_frac"] for r in recs) / max(len(recs), 1),
         "reward_first": recs[0]["reward_mean"] if recs else 0.0,
         "reward_last": recs[-1]["reward_mean"] if recs else 0.0,
+        "truncated_after": recs[-1]["trunc_frac"] if recs else 0.0,
         "learner_restarts": run.restarts, **split,
         # this driver's verifier calls (evals included; since the resume, after one): checks run, verdicts reused
         "verifier_checks": run.verifier.stats["requests"], "verdicts_reused": run.verifier.stats["reused"],

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cluster.telemetry import STEP_METRICS, gauge_name, metric
 
-PLOTS = ("reward_mean", "pass_rate", "zero_adv_frac", "len_mean", "eval_pass1")
+PLOTS = ("reward_mean", "pass_rate", "zero_adv_frac", "len_mean", "trunc_frac", "eval_pass1")
 
 
 class RunLog:
