@@ -95,6 +95,11 @@ def summarise(spec: dict, rl: dict, times: dict) -> dict:
     return {
         "pass1_before": base["pass1"], "pass1_spectrum": spec["heldout"]["merged"]["pass1"],
         "pass1_rl_start": rl["pass1_before"], "pass1_after": rl["pass1_after"], "k": k,
+        # the Signal stage's gain over the same held-out problems in units of its paired standard error
+        "pass1_gain_se": rl.get("pass1_gain_se"), "pass1_gain_paired_se": rl.get("pass1_gain_paired_se"),
+        f"pass{k}_rl_start": rl["eval_before"][f"pass{k}"], f"pass{k}_after": after[f"pass{k}"],
+        # share of responses cut at max_tokens: the last training step's, and the final held-out eval's
+        "truncated_after": rl["truncated_after"], "heldout_truncated_after": after.get("truncation"),
         # standard error of each Pass@1 over the held-out problems (the eval's own noise)
         "pass1_se": {name: ev.get("pass1_se") for name, ev in (("before", base), ("spectrum", spec["heldout"]["merged"]),
                                                                ("rl_start", rl["eval_before"]), ("after", after))},
@@ -113,6 +118,10 @@ def table(s: dict) -> str:
     for name, ev in s["heldout"].items():
         cells = "  ".join(f"{ev[f'pass1/{x}']:.2f}/{ev[f'pass{k}/{x}']:.2f}".rjust(11) for x in subs)
         lines.append(f"{name:12s}{ev['pass1']:8.3f}{ev[f'pass{k}']:8.3f}  {cells}")
+    if s.get("pass1_gain_se") is not None:
+        lines.append(f"Signal stage: Pass@1 {s['pass1_rl_start']:.3f} -> {s['pass1_after']:.3f} = "
+                     f"{s['pass1_gain_se']:+.1f} paired standard errors; truncated at the end "
+                     f"{s['truncated_after']:.2f} (train), {s['heldout_truncated_after'] or 0:.2f} (held-out)")
     lines.append("stage minutes: " + ", ".join(f"{n} {v / 60:.1f}" for n, v in s["stage_seconds"].items())
                  + f" (total {s['total_minutes']:.1f})")
     return "\n".join(lines)

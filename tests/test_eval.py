@@ -16,7 +16,7 @@ import pytest
 
 from actors.verifier.protocols import grade_vibethinker, hendrycks_normalize, last_box, lcb_extract_code
 from trainer.data.problems import DataError, Problem
-from trainer.eval.metrics import cons_at_n, pass1_se, pass_at_k, summarize
+from trainer.eval.metrics import cons_at_n, paired_gain, pass1_se, pass_at_k, summarize
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -336,3 +336,15 @@ def test_pass1_standard_error_over_problems():
     assert pass1_se(samples) == pytest.approx(math.sqrt(1 / 6) / 2)
     assert summarize(samples)["pass1_se"] == pass1_se(samples)
     assert pass1_se([[1, 1], [1, 1], [1, 1]]) == 0.0 and pass1_se([[1, 0]]) == 0.0
+
+
+def test_paired_gain_over_the_problems_both_evals_saw():
+    before = {"a": 2, "b": 4, "c": 0, "d": 8, "gone": 8}
+    after = {"a": 4, "b": 6, "c": 2, "d": 8, "new": 0}  # differences 0.25, 0.25, 0.25, 0 over a-d
+    gain, se = paired_gain(before, after, 8, 8)
+    assert gain == pytest.approx(0.1875) and se == pytest.approx(0.125 / 2)
+    # the same shift, unpaired, would drown in the spread of the problems' difficulty: pairing is tighter
+    assert se < pass1_se([[1] * a + [0] * (8 - a) for a in after.values()])
+    assert paired_gain({"a": 1, "b": 1}, {"a": 1, "b": 1}, 2, 2) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="at least two problems"):
+        paired_gain({"a": 1}, {"b": 1}, 2, 2)

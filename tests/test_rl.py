@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from ssp.config import load_config
 from ssp.tree import SSPConfig
@@ -79,6 +80,11 @@ def test_rl_survives_killed_rollout_verifier_and_learner(ray_cluster, tiny_model
     t.join(timeout=5)
     assert all(killed.get(c) for c in ("RolloutWorker", "VerifierActor", "LearnerWorker")), killed
     assert summary["steps"] == 6 and summary["learner_restarts"] == 1
+    ids = set(summary["eval_before"]["per_problem"])  # the paired gain is over the same held-out problems
+    assert ids == set(summary["eval_after"]["per_problem"]) and len(ids) == summary["eval_after"]["problems"]
+    assert summary["pass1_gain_paired"] == pytest.approx(summary["pass1_gain"])
+    se = summary["pass1_gain_paired_se"]
+    assert summary["pass1_gain_se"] == pytest.approx(summary["pass1_gain"] / se if se else 0.0)
     attempts, samples = attempts_and_samples(run_dir)
     assert attempts == samples == 6 * 4 * 4
     recs = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]

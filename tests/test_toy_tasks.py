@@ -72,7 +72,7 @@ def test_records_load_through_the_shared_schema_loader(tmp_path):
 
 
 def test_no_held_out_text_in_train_and_no_duplicate_texts():
-    """The demo's own split (tiny-cpu's toy config): before the fix 22 of 286 held-out problems repeated a
+    """The classic preset's split (the demo's before the graded one): before the fix 22 of 286 held-out problems repeated a
     train problem's exact text (`_sub` swaps operands, `_mod` clamps b), and 67 texts were duplicates."""
     import warnings
 
@@ -81,7 +81,8 @@ def test_no_held_out_text_in_train_and_no_duplicate_texts():
     from tests.conftest import REPO
     from trainer.data.decontam import normalise
 
-    toy = load_config(SSPConfig, REPO / "configs" / "tiny-cpu.yaml").data.toy
+    toy = load_config(SSPConfig, REPO / "configs" / "tiny-cpu.yaml",
+                      ["data.toy.preset=classic", "data.toy.levels=[1,2]", "data.toy.per_cell=200"]).data.toy
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         recs = toy_tasks.generate(toy)

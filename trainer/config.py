@@ -28,10 +28,20 @@ class TinyModelConfig:
 
 @dataclass
 class ToyTaskConfig:
+    preset: Literal["classic", "graded"] = cfg(
+        "classic", "classic = one operation on 1-3 digit operands per problem (level = digits; all-or-nothing for "
+        "the tiny model once trained) | graded = several operations and difficulty knobs per subdomain, levels 1-6 "
+        "from trivially easy to beyond the tiny model (trainer/data/graded_tasks.py)")
     subdomains: list[Literal["add", "sub", "mul", "mod", "code"]] = cfg(["add", "sub", "mul", "mod", "code"], "subdomains to generate: add, sub, mul, mod, code")
-    levels: list[int] = cfg([1, 2], "difficulty levels (digit count of the operands)")
+    levels: list[int] = cfg([1, 2], "difficulty levels (classic: digit count of the operands; graded: 1-6)", ge=1)
     per_cell: int = cfg(200, "problems per (subdomain, level) cell", ge=1)
     seed: int = cfg(0, "random seed; the same seed gives the same problems and ids")
+
+    def __post_init__(self) -> None:
+        from ssp.config import ConfigError
+
+        if self.preset == "graded" and (bad := [lv for lv in self.levels if lv > 6]):
+            raise ConfigError(f"config key 'data.toy.levels': the graded preset has levels 1-6, got {bad}")
 
 
 @dataclass

@@ -28,6 +28,7 @@ from ssp.config import to_dict
 from trainer.batch_source import BATCH_SOURCES, RolloutBatch, Timer
 from trainer.config import PhaseConfig
 from trainer.data.problems import Problem
+from trainer.eval.metrics import paired_gain
 from trainer.eval.score import evaluate, stratified_subset
 from trainer.run_log import RunLog, summary_table
 
@@ -287,7 +288,7 @@ def finish(run: Run, before: dict, after: dict, t_start: float) -> dict:
     split = {k: sum(r.get(k, 0.0) for r in recs) for k in ("time_generate", "time_verify", "time_train", "time_sync")}
     summary = {
         "pass1_before": before["pass1"], "pass1_after": after["pass1"],
-        "pass1_gain": after["pass1"] - before["pass1"],
+        "pass1_gain": after["pass1"] - before["pass1"], **paired(before, after),
         "wall_minutes": (time.time() - t_start) / 60, "steps": len(recs),
         "samples": sum(r["samples"] for r in recs),
         "zero_adv_frac_mean": sum(r["zero_adv_frac"] for r in recs) / max(len(recs), 1),
@@ -307,6 +308,15 @@ def finish(run: Run, before: dict, after: dict, t_start: float) -> dict:
     print(summary_table(summary))
     print(f"plots: {png}\nsummary: {run.dir / 'summary.json'}\nmetrics: {run.log.path}")
     return summary
+
+
+def paired(before: dict, after: dict) -> dict:
+    """The held-out gain over the same problems with its paired standard error, and the gain in those units
+    (`pass1_gain_se`, the figure `make demo` is judged by); {} for evals without per-problem counts."""
+    if "per_problem" not in before or "per_problem" not in after:
+        return {}
+    gain, se = paired_gain(before["per_problem"], after["per_problem"], before["k"], after["k"])
+    return {"pass1_gain_paired": gain, "pass1_gain_paired_se": se, "pass1_gain_se": gain / se if se else 0.0}
 
 
 def save_config(conf, run_dir: Path) -> None:

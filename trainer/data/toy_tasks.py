@@ -1,4 +1,5 @@
-"""Verifiable toy problems a tiny model can learn on CPU in minutes.
+"""Verifiable toy problems a tiny model can learn on CPU in minutes: the `classic` preset here, the `graded`
+one (a continuum of difficulty, what `make demo` uses) in graded_tasks.py; `generate` makes either.
 
 Four math subdomains (add, sub, mul, mod: the paper's algebra/geometry/calculus/statistics split in
 miniature) with difficulty levels = digit counts, and a `code` subdomain whose answers are short Python
@@ -118,13 +119,28 @@ def identity(rec: dict) -> str:
 
 def generate(config: ToyTaskConfig) -> list[dict]:
     """All problems for `config`, deterministic in the seed, one per distinct problem text (`identity`);
-    ids are content-derived. A cell that cannot hold `per_cell` distinct problems is said so, once."""
-    rng = random.Random(config.seed)
-    out: dict[str, dict] = {}
-    short: list[str] = []
+    ids are content-derived. A classic cell that cannot hold `per_cell` distinct problems is said so, once;
+    a graded cell holds up to `per_cell` (its easiest levels hold fewer: there are only 81 sums of two digits)."""
     for sub in config.subdomains:
         if sub not in SUBDOMAINS:
             raise ValueError(f"toy_tasks.subdomains: unknown subdomain {sub!r}; known: {list(SUBDOMAINS)}")
+    out: dict[str, dict] = {}
+    if config.preset == "graded":
+        from trainer.data import graded_tasks
+
+        for sub in config.subdomains:
+            for level in config.levels:
+                rng, made, misses = random.Random(f"{config.seed}-{sub}-{level}"), 0, 0
+                while made < config.per_cell and misses < 200:  # 200 duplicates in a row: the cell is full
+                    rec = graded_tasks.problem(sub, level, rng)
+                    if identity(rec) in out:
+                        misses += 1
+                        continue
+                    out[identity(rec)], made, misses = rec, made + 1, 0
+        return list(out.values())
+    rng = random.Random(config.seed)
+    short: list[str] = []
+    for sub in config.subdomains:
         for level in config.levels:
             made, tries = 0, 0
             while made < config.per_cell and tries < config.per_cell * 50:

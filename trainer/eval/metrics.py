@@ -1,4 +1,4 @@
-"""Pure metrics: unbiased pass@k, Pass@1 of k samples, cons@k (majority vote)."""
+"""Pure metrics: unbiased pass@k, Pass@1 of k samples, cons@k (majority vote), paired gains."""
 
 from __future__ import annotations
 
@@ -62,3 +62,14 @@ def summarize(samples: list[list[float]], ks: list[int] = (), answers: list[list
         t = [x for s in tokens for x in s]
         out["mean_tokens"] = sum(t) / len(t)
     return out
+
+
+def paired_gain(before: dict[str, int], after: dict[str, int], n_before: int, n_after: int) -> tuple[float, float]:
+    """Pass@1 gain from `before` to `after` over the problems both evaluated ({id: correct of n samples}) and
+    its standard error: the sample standard deviation of the per-problem differences over sqrt(problems). The
+    pairing takes out which problems happen to be easy, so the error is the change's own noise."""
+    ids = sorted(before.keys() & after.keys())
+    if len(ids) < 2:
+        raise ValueError(f"paired_gain needs at least two problems evaluated both times, got {len(ids)}")
+    d = [after[i] / n_after - before[i] / n_before for i in ids]
+    return statistics.fmean(d), statistics.stdev(d) / math.sqrt(len(d))

@@ -85,7 +85,8 @@ def figures(scored: list[Scored], ks: list[int] = (), primary: dict[str, str] | 
 def evaluate(rollout_pool, verifier_pool, problems: list[Problem], k: int, overrides: dict | None = None,
              ks: tuple[int, ...] = ()) -> dict:
     """k samples per problem, scored by the training reward: `pass1` (mean of the k), unbiased `pass{j}` for j
-    in (k, *ks), `cons{k}`, truncation, mean tokens; per subdomain `pass{j}/{sub}`."""
+    in (k, *ks), `cons{k}`, truncation, mean tokens; per subdomain `pass{j}/{sub}`; `per_problem`: {id: correct
+    samples of the k}."""
     scored = list(score_stream(rollout_pool, verifier_pool, problems, k, overrides=overrides))
     js = sorted({1, k, *ks})
 
@@ -95,6 +96,8 @@ def evaluate(rollout_pool, verifier_pool, problems: list[Problem], k: int, overr
 
     out = {key: v for key, v in keyed(scored).items() if "@" not in key}
     out["k"] = k
+    # correct samples of k per problem: what a paired comparison of two evals of the same problems needs
+    out["per_problem"] = {s.problem.id: int(sum(x > 0 for x in s.by())) for s in scored}
     for sub in sorted({p.subdomain for p in problems}):
         f = keyed([s for s in scored if s.problem.subdomain == sub])
         out.update({f"pass{j}/{sub}": f[f"pass{j}"] for j in js})
