@@ -37,7 +37,7 @@ bench: $(STAMP)
 	set -o pipefail; $(PY) benchmarks/rollout.py 2>&1 | tee $(BENCH_LOGS)/rollout.log
 	set -o pipefail; $(PY) benchmarks/pipeline.py --steps 15 --rounds 2 2>&1 | tee $(BENCH_LOGS)/pipeline.log
 	set -o pipefail; $(PY) benchmarks/vs_trl.py --steps 80 2>&1 | tee $(BENCH_LOGS)/vs_trl.log
-	set -o pipefail; $(PY) benchmarks/rl_compare.py --seeds 3 --steps 30 --sft-step 300 2>&1 | tee $(BENCH_LOGS)/rl_compare.log
+	set -o pipefail; $(PY) benchmarks/ablate.py --seeds 3 --steps 40 2>&1 | tee $(BENCH_LOGS)/ablate.log
 	@$(PY) benchmarks/headline.py $(BENCH_LOGS)
 
 lint: $(STAMP)

@@ -1,6 +1,6 @@
 """`make bench`'s last line: issue 18's figures, taken from the last JSON line of each benchmark's log.
 
-Usage: python benchmarks/headline.py LOG_DIR   (LOG_DIR holds rollout.log, pipeline.log, vs_trl.log, rl_compare.log)
+Usage: python benchmarks/headline.py LOG_DIR   (LOG_DIR holds rollout.log, pipeline.log, vs_trl.log, ablate.log)
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ FIGURES = {  # figure -> the benchmark whose last line has it
     "rl_samples_per_s_vs_trl": "vs_trl", "time_to_target_vs_trl": "vs_trl",
     "actor_vs_raw_vllm": "rollout",
     "sync_fraction": "pipeline", "verify_exposed_fraction": "pipeline", "other_fraction": "pipeline",
-    "mgpo_samples_vs_grpo": "rl_compare",
+    "mgpo_scheduler_samples_vs_grpo_uniform": "ablate",
 }
 
 

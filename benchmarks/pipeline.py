@@ -43,7 +43,7 @@ def main() -> None:
     ap.add_argument("--start", help="HF model both arms start from (default: a Spectrum stage run into OUT/spectrum)")
     args = ap.parse_args()
 
-    from rl_compare import start_model
+    from ablate import start_model
 
     from ssp.config import load_config
     from ssp.tree import SSPConfig
@@ -52,7 +52,7 @@ def main() -> None:
     out = Path(args.out)
     base = [f"rl.phases=[{{name: mixed, steps: {args.steps}, max_tokens: 64, subdomains: []}}]",
             "rl.eval_every=0", "rl.checkpoint_every=0", "cluster.dashboard=false", "rl.eval_max_problems=32"]
-    start = start_model(args.start, out, base)  # benchmarks/rl_compare.py's
+    start = start_model(args.start, out, base)  # benchmarks/ablate.py's
     runs: dict[str, list[dict]] = {arm: [] for arm in ARMS}
     for rnd in range(args.rounds):
         for arm, extra in (ARMS.items() if rnd % 2 == 0 else reversed(ARMS.items())):

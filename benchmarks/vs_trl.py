@@ -251,7 +251,7 @@ def main() -> None:
     out = Path(args.out)
     base = overrides(args.steps, args.eval_every) + [f"learner.seed={args.seed}", f"scheduler.seed={args.seed}",
                                                      f"engine.seed={args.seed}"]
-    from rl_compare import start_model
+    from ablate import start_model
 
     start = start_model(args.start, out, base, sft_step=args.start_step)
     res = {}

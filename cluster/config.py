@@ -62,6 +62,10 @@ class SchedulerConfig:
     cell_prior_attempts: int = cfg(
         64, "once a subdomain has this many attempts, its unseen problems weigh unseen_weight x priority(its "
         "smoothed pass rate) instead of unseen_weight; 0 = off", ge=0)
+    cells: Literal["subdomain", "level"] = cfg(
+        "subdomain", "what an unseen problem's prior is pooled over (cell_prior_attempts): its subdomain, or its "
+        "subdomain and difficulty level (`level` field) together; on a graded pool the levels' pass rates differ "
+        "far more than the subdomains'")
     min_attempts: int = cfg(8, "attempts after which a problem at raw rate exactly 0 or 1 is parked", ge=1)
     reprobe: float = cfg(0.02, "per-problem weight of parked problems (re-probe); 0 = never sample them", ge=0)
     ema_decay: float = cfg(0.3, "weight of the newest group in the per-problem recent pass-rate EMA", gt=0, le=1)

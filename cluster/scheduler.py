@@ -77,10 +77,13 @@ def _as_triple(r: Any) -> tuple[str, int, bool]:
     return str(pid), int(idx), bool(ok)
 
 
-def _problem_fields(p: Any) -> tuple[str, str]:
-    if isinstance(p, dict):
-        return str(p["id"]), str(p.get("subdomain") or "")
-    return str(p.id), str(getattr(p, "subdomain", "") or "")
+def _problem_fields(p: Any, cells: str = "subdomain") -> tuple[str, str]:
+    """(id, cell): the cell is the subdomain, or with cells=level `subdomain/L<level>` where the problem has one."""
+    get = p.get if isinstance(p, dict) else lambda k: getattr(p, k, None)
+    cell = str(get("subdomain") or "")
+    if cells == "level" and get("level") is not None:
+        cell = f"{cell}/L{get('level')}"
+    return str(get("id")), cell
 
 
 class TaskScheduler(Protocol):
@@ -171,12 +174,12 @@ class ProblemScheduler:
 
     def _layout(self) -> str:
         c = self.config
-        return f"bands={c.bands},alpha={c.alpha},beta={c.beta},min_attempts={c.min_attempts},unseen=per-subdomain"
+        return f"bands={c.bands},alpha={c.alpha},beta={c.beta},min_attempts={c.min_attempts},unseen=per-{c.cells}"
 
     # --- writes -----------------------------------------------------------------------------------
     def register(self, problems: Iterable[Any], fingerprint: str | None = None, chunk: int = 5000) -> int:
         """Add problems (objects with .id/.subdomain or dicts); returns how many were new."""
-        rows = [_problem_fields(p) for p in problems]
+        rows = [_problem_fields(p, self.config.cells) for p in problems]
         if bad := [i for i, _ in rows if "\n" in i]:  # the pool script joins ids with newlines
             raise ValueError(f"scheduler: problem ids must not contain a newline, got {bad[0]!r}")
         self.fingerprint = fingerprint or dataset_fingerprint(i for i, _ in rows)

@@ -203,3 +203,20 @@ def test_fitted_prior_skips_never_and_always_solved_problems(server):
         zero[prior] = simulate(s, true_p, steps=80, batch=32, group=8, seed=1, drift=0.02)["zero_adv_frac"]
     print("zero-advantage share, bimodal pool:", {k: round(v, 3) for k, v in zero.items()})
     assert zero["fitted"] < 0.36 and zero["fixed"] > zero["fitted"] + 0.08, zero
+
+
+def test_level_cells_find_the_levels_at_half_on_a_graded_pool(server):
+    """A graded pool seen at most once per problem (the demo's ~20,000 problems): pass rates set by the level
+    (0.99 at level 1 down to 0.01 at level 6), not the subdomain. Pooling the unseen problems' prior per
+    (subdomain, level) steers to the levels in between; per subdomain it cannot tell the levels apart."""
+    rng = np.random.default_rng(2)
+    by_level = {1: 0.99, 2: 0.9, 3: 0.6, 4: 0.35, 5: 0.08, 6: 0.01}
+    pool = [{"id": f"g{i}", "subdomain": ["add", "mul", "code"][i % 3], "level": 1 + i % 6} for i in range(12000)]
+    true_p = {r["id"]: float(np.clip(rng.normal(by_level[r["level"]], 0.05), 0.005, 0.995)) for r in pool}
+    zero = {}
+    for cells in ("subdomain", "level"):
+        s = ProblemScheduler(server.url, f"graded-{cells}", SchedulerConfig(sampler="thompson", cells=cells))
+        s.register(pool)
+        zero[cells] = simulate(s, true_p, steps=60, batch=32, group=8, seed=3)["zero_adv_frac"]
+    print("zero-advantage share, graded pool:", {k: round(v, 3) for k, v in zero.items()})
+    assert zero["level"] < 0.3 and zero["subdomain"] > zero["level"] + 0.15, zero

@@ -179,6 +179,7 @@ class Run:
                "len_mean": sum(lens) / len(lens), "len_max": max(lens),
                "trunc_frac": sum(r.finish_reason == "length" for r in b.rollouts) / len(b.rollouts),
                "staleness": b.step - min(r.weight_version for r in b.rollouts),
+               "group_correct": group_correct(b.rollouts, b.verdicts),
                "step_wall_s": wall_s, "tokens_per_s": sum(lens) / max(wall_s, 1e-9), **b.timer}
         self.log.log(rec)
         return rec
@@ -308,6 +309,14 @@ def finish(run: Run, before: dict, after: dict, t_start: float) -> dict:
     print(summary_table(summary))
     print(f"plots: {png}\nsummary: {run.dir / 'summary.json'}\nmetrics: {run.log.path}")
     return summary
+
+
+def group_correct(rollouts: list, verdicts: list) -> list[int]:
+    """Correct samples in each problem's group, ascending: the step's pass-rate histogram."""
+    counts: dict[str, int] = {}
+    for r, v in zip(rollouts, verdicts, strict=True):
+        counts[r.problem_id] = counts.get(r.problem_id, 0) + int(v.reward > 0)
+    return sorted(counts.values())
 
 
 def paired(before: dict, after: dict) -> dict:

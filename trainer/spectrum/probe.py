@@ -40,7 +40,8 @@ def probe(conf, rollout, verifier, models: list[tuple[str, str]], sets: dict[str
         res = evaluate(rollout, verifier, problems, s.probe_n, None, ks=(s.probe_k,))
         table[name] = {sub: {"pass1": res[f"pass1/{sub}"], "passK": res[f"pass{s.probe_k}/{sub}"]} for sub in sets}
         with log.open("a") as f:
-            f.write(json.dumps({"model": name, "path": str(path), "scores": table[name]}) + "\n")
+            f.write(json.dumps({"model": name, "path": str(path), "scores": table[name], "n": s.probe_n,
+                                "per_problem": res["per_problem"]}) + "\n")  # for intervals (ablate.py)
     return {name: table[name] for name, _ in models}
 
 
