@@ -105,7 +105,10 @@ def summarise(spec: dict, rl: dict, times: dict) -> dict:
                                                                ("rl_start", rl["eval_before"]), ("after", after))},
         "spectrum": {key: spec[key] for key in ("specialists", "merged_mean_pass_at_k", "best_single",
                                                 "best_single_mean_pass_at_k", "merged_mean_pass_at_1", "fusion_holds")},
-        "heldout": per_stage, "stage_seconds": times, "spectrum_seconds": spec["times"],
+        "heldout": per_stage, "pass1_by_level": {name: ev["pass1_by_level"] for name, ev in
+                                                  (("rl_start", rl["eval_before"]), ("signal", after))
+                                                  if "pass1_by_level" in ev},
+        "stage_seconds": times, "spectrum_seconds": spec["times"],
         "rl_time_split_s": {key: rl[key] for key in ("time_generate", "time_verify", "time_train", "time_sync")},
         "total_minutes": sum(times.values()) / 60,
     }
@@ -118,6 +121,8 @@ def table(s: dict) -> str:
     for name, ev in s["heldout"].items():
         cells = "  ".join(f"{ev[f'pass1/{x}']:.2f}/{ev[f'pass{k}/{x}']:.2f}".rjust(11) for x in subs)
         lines.append(f"{name:12s}{ev['pass1']:8.3f}{ev[f'pass{k}']:8.3f}  {cells}")
+    for name, by in s.get("pass1_by_level", {}).items():
+        lines.append(f"{name:12s}Pass@1 by level: " + "  ".join(f"L{lv} {v:.2f}" for lv, v in by.items()))
     if s.get("pass1_gain_se") is not None:
         lines.append(f"Signal stage: Pass@1 {s['pass1_rl_start']:.3f} -> {s['pass1_after']:.3f} = "
                      f"{s['pass1_gain_se']:+.1f} paired standard errors; truncated at the end "

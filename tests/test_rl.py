@@ -83,6 +83,8 @@ def test_rl_survives_killed_rollout_verifier_and_learner(ray_cluster, tiny_model
     ids = set(summary["eval_before"]["per_problem"])  # the paired gain is over the same held-out problems
     assert ids == set(summary["eval_after"]["per_problem"]) and len(ids) == summary["eval_after"]["problems"]
     assert summary["pass1_gain_paired"] == pytest.approx(summary["pass1_gain"])
+    by_level = summary["eval_after"]["pass1_by_level"]  # the graded toy pool's levels
+    assert by_level and set(by_level) <= {"1", "2", "3", "4", "5", "6"} and all(0 <= v <= 1 for v in by_level.values())
     se = summary["pass1_gain_paired_se"]
     assert summary["pass1_gain_se"] == pytest.approx(summary["pass1_gain"] / se if se else 0.0)
     attempts, samples = attempts_and_samples(run_dir)

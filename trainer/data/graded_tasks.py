@@ -3,10 +3,9 @@ model, so that after the Spectrum stage many problems sit strictly between pass 
 signal to learn from (the `classic` preset's 1-2 digit single operations are all-or-nothing).
 
 Each subdomain has several operations and several difficulty knobs; `level` (1-6) turns them together:
-- add: sums of 2-4 terms (chains, and a parenthesised group at the higher levels); knobs: digits, terms,
-  carries (they follow from the digits), nesting.
-- sub: differences and mixed +/- chains, `a - (b - c)`; knobs: digits, terms, borrows, nesting.
-- mul: `a * b`, `a * b + c`, `a * b - c`, `a * b * c`; knobs: digits of each factor, steps.
+- add: sums of 2-3 terms (chains, and a parenthesised group); knobs: digits, terms, carries, nesting.
+- sub: differences, `a + b - c`, `a - (b - c)`, +/- chains; knobs: digits, terms, borrows, nesting.
+- mul: `a * b`, `a * b + c`, `a * b - c`, `a * b * c`; knobs: digits of each factor, carries, steps.
 - mod: `a mod b`, `a // b`, `(a + b) mod c`; knobs: digits of dividend and divisor, steps.
 - code: five templates (one operation; a chain of operations; a conditional; a conditional with a
   chained branch; the larger or smaller of two expressions); knobs: constants' digits, chain length, branches.
@@ -63,10 +62,12 @@ def _num(rng: random.Random, digits: int) -> int:
     return rng.randint(10 ** (digits - 1) if digits > 1 else 1, 10**digits - 1)
 
 
-# level -> (digits, terms) for the +/- subdomains; mul's factor digits; mod's dividend/divisor digits
-_ADD = {1: (1, 2), 2: (2, 2), 3: (2, 3), 4: (3, 2), 5: (3, 3), 6: (4, 2)}
-_MUL = {1: (1, 1), 2: (2, 1), 3: (2, 1), 4: (3, 1), 5: (2, 2), 6: (3, 2)}
-_MOD = {1: (2, 1), 2: (2, 1), 3: (3, 1), 4: (3, 2), 5: (4, 2), 6: (4, 2)}
+def _no_carry(rng: random.Random, da: int, db: int, sub: bool = False) -> tuple[int, int]:
+    """a (da digits) and b (db <= da digits) whose column sums stay below 10 (sub: a's digit >= b's: no borrow)."""
+    a = _num(rng, da)
+    digits = [int(x) for x in str(a)[::-1]]
+    b = sum(rng.randint(0, d if sub else 9 - d) * 10**i for i, d in enumerate(digits[:db]))
+    return a, max(b, 1) if not sub or b else b
 
 
 def _chain(rng: random.Random, digits: int, terms: int, ops: str) -> Expr:
@@ -80,41 +81,83 @@ def _chain(rng: random.Random, digits: int, terms: int, ops: str) -> Expr:
 
 
 def _add(rng: random.Random, level: int) -> Expr:
-    digits, terms = _ADD[level]
-    if level >= 4 and rng.random() < 0.5:  # nesting: a + (b + c)
-        return ("+", _chain(rng, digits, terms - 1, "+"), ("+", _num(rng, digits), _num(rng, digits)))
-    return _chain(rng, digits, terms, "+")
+    """1: one digit each; 2: two digits + one, or two + two without a carry; 3: two + two; 4: three two-digit
+    terms or a + (b + c); 5: three + three digits; 6: three three-digit terms or four + four digits."""
+    if level == 1:
+        return ("+", _num(rng, 1), _num(rng, 1))
+    if level == 2:
+        return ("+", *(_no_carry(rng, 2, 2) if rng.random() < 0.5 else (_num(rng, 2), _num(rng, 1))))
+    if level == 3:
+        return ("+", _num(rng, 2), _num(rng, 2))
+    if level == 4:
+        if rng.random() < 0.5:  # nesting
+            return ("+", _num(rng, 2), ("+", _num(rng, 2), _num(rng, 1)))
+        return _chain(rng, 2, 3, "+")
+    if level == 5:
+        return ("+", _num(rng, 3), _num(rng, 3))
+    return _chain(rng, 3, 3, "+") if rng.random() < 0.5 else ("+", _num(rng, 4), _num(rng, 4))
 
 
 def _sub(rng: random.Random, level: int) -> Expr:
-    digits, terms = _ADD[level]
-    if level >= 3 and rng.random() < 0.4:  # nesting: a - (b - c), the group smaller than a
-        a = _num(rng, digits + 1 if digits < 4 else digits)
-        b = rng.randint(1, a)
-        return ("-", a, ("-", b, rng.randint(0, b)))
-    return _chain(rng, digits, terms, "-" if level <= 2 else "+--")
+    """1: one digit each; 2: two digits minus one or two without a borrow; 3: two minus two digits; 4: a + b - c
+    on two digits; 5: three minus three digits or a - (b - c); 6: three-digit chains of three terms."""
+    if level == 1:
+        a, b = sorted((_num(rng, 1), _num(rng, 1)), reverse=True)
+        return ("-", a, b)
+    if level == 2:
+        return ("-", *_no_carry(rng, 2, rng.choice((1, 2)), sub=True))
+    if level == 3:
+        a, b = sorted((_num(rng, 2), _num(rng, 2)), reverse=True)
+        return ("-", a, b)
+    if level == 4:
+        a, b = _num(rng, 2), _num(rng, 2)
+        return ("-", ("+", a, b), rng.randint(1, a + b))
+    if level == 5:
+        if rng.random() < 0.5:  # nesting: the group smaller than a
+            a = _num(rng, 3)
+            b = rng.randint(1, a)
+            return ("-", a, ("-", b, rng.randint(0, b)))
+        a, b = sorted((_num(rng, 3), _num(rng, 3)), reverse=True)
+        return ("-", a, b)
+    return _chain(rng, 3, 3, "+--")
 
 
 def _mul(rng: random.Random, level: int) -> Expr:
-    da, db = _MUL[level]
-    prod: Expr = ("*", _num(rng, da), _num(rng, db))
-    kind = rng.choice(["ab", "ab+c", "ab-c", "abc"] if level >= 3 else ["ab"])
-    if kind == "ab+c":
-        return ("+", prod, _num(rng, da))
-    if kind == "ab-c":
-        return ("-", prod, rng.randint(0, _value(prod)))
-    if kind == "abc":
-        return ("*", prod, rng.randint(2, 9))
-    return prod
+    """1: one digit each; 2: tens by a digit, or two digits by 2 or 3; 3: two digits by one; 4: a * b + c or a * b * c
+    on small numbers; 5: two digits by two; 6: three digits by two, or a product minus a number."""
+    if level == 1:
+        return ("*", _num(rng, 1), _num(rng, 1))
+    if level == 2:  # tens times a digit, or a small multiplier
+        return ("*", _num(rng, 1) * 10, _num(rng, 1)) if rng.random() < 0.3 else ("*", _num(rng, 2), rng.randint(2, 3))
+    if level == 3:
+        return ("*", _num(rng, 2), rng.randint(2, 9))
+    if level == 4:
+        if rng.random() < 0.5:
+            return ("+", ("*", _num(rng, 1), _num(rng, 1)), _num(rng, 2))
+        return ("*", ("*", _num(rng, 1), _num(rng, 1)), rng.randint(2, 9))
+    if level == 5:
+        return ("*", _num(rng, 2), _num(rng, 2))
+    if rng.random() < 0.5:
+        return ("*", _num(rng, 3), _num(rng, 2))
+    prod: Expr = ("*", _num(rng, 2), rng.randint(2, 9))
+    return ("-", prod, rng.randint(1, _value(prod)))
 
 
 def _mod(rng: random.Random, level: int) -> Expr:
-    da, db = _MOD[level]
-    b = max(2, _num(rng, db))
-    kind = rng.choice(["mod", "//", "sum-mod"] if level >= 2 else ["mod", "//"])
-    if kind == "sum-mod" or level == 6:
-        return ("mod", ("+", _num(rng, da), _num(rng, da)), b)
-    return (kind, _num(rng, da), b)
+    """`a mod b` or `a // b`. 1: one-digit a; 2: two-digit a, one-digit b; 3: (a + b) mod c, one digit each;
+    4: three-digit a, one-digit b; 5: three-digit a, two-digit b; 6: (a + b) mod c on two and three digits."""
+    op = rng.choice(("mod", "//"))
+    if level == 1:
+        return (op, _num(rng, 1), rng.randint(2, 9))
+    if level == 2:
+        return (op, _num(rng, 2), rng.randint(2, 9))
+    if level == 3:
+        return ("mod", ("+", _num(rng, 1), _num(rng, 1)), rng.randint(2, 9))
+    if level == 4:
+        return (op, _num(rng, 3), rng.randint(2, 9))
+    if level == 5:
+        return (op, _num(rng, 3), rng.randint(11, 99))
+    return ("mod", ("+", _num(rng, 3), _num(rng, 2)), rng.randint(11, 99))
 
 
 _MATH = {"add": _add, "sub": _sub, "mul": _mul, "mod": _mod}

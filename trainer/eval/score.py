@@ -86,7 +86,7 @@ def evaluate(rollout_pool, verifier_pool, problems: list[Problem], k: int, overr
              ks: tuple[int, ...] = ()) -> dict:
     """k samples per problem, scored by the training reward: `pass1` (mean of the k), unbiased `pass{j}` for j
     in (k, *ks), `cons{k}`, truncation, mean tokens; per subdomain `pass{j}/{sub}`; `per_problem`: {id: correct
-    samples of the k}."""
+    samples of the k}; `pass1_by_level` where the problems have levels."""
     scored = list(score_stream(rollout_pool, verifier_pool, problems, k, overrides=overrides))
     js = sorted({1, k, *ks})
 
@@ -98,6 +98,9 @@ def evaluate(rollout_pool, verifier_pool, problems: list[Problem], k: int, overr
     out["k"] = k
     # correct samples of k per problem: what a paired comparison of two evals of the same problems needs
     out["per_problem"] = {s.problem.id: int(sum(x > 0 for x in s.by())) for s in scored}
+    levels = sorted({s.problem.level for s in scored if s.problem.level is not None})
+    if levels:  # Pass@1 per difficulty level, where the problems have one
+        out["pass1_by_level"] = {str(lv): keyed([s for s in scored if s.problem.level == lv])["pass1"] for lv in levels}
     for sub in sorted({p.subdomain for p in problems}):
         f = keyed([s for s in scored if s.problem.subdomain == sub])
         out.update({f"pass{j}/{sub}": f[f"pass{j}"] for j in js})
