@@ -2,10 +2,12 @@
 model, so that after the Spectrum stage many problems sit strictly between pass rates 0 and 1 and RL has a
 signal to learn from (the `classic` preset's 1-2 digit single operations are all-or-nothing).
 
-Each subdomain has several operations and several difficulty knobs; `level` (1-6) turns them together:
+Each subdomain has several operations and several difficulty knobs; `level` (1-6) turns them together. The
+scale is set by what the tiny model (4 layers, width 128) learns in the demo's SFT: one-digit operations (levels
+1-2) it learns, two-digit ones (3-4) partly, three-digit ones (5-6) hardly at all.
 - add: sums of 2-3 terms (chains, and a parenthesised group); knobs: digits, terms, carries, nesting.
 - sub: differences, `a + b - c`, `a - (b - c)`, +/- chains; knobs: digits, terms, borrows, nesting.
-- mul: `a * b`, `a * b + c`, `a * b - c`, `a * b * c`; knobs: digits of each factor, carries, steps.
+- mul: `a * b`, `a * b + c`, `a * b - c`, `a * b * c`; knobs: digits of each factor, steps.
 - mod: `a mod b`, `a // b`, `(a + b) mod c`; knobs: digits of dividend and divisor, steps.
 - code: five templates (one operation; a chain of operations; a conditional; a conditional with a
   chained branch; the larger or smaller of two expressions); knobs: constants' digits, chain length, branches.
@@ -81,71 +83,72 @@ def _chain(rng: random.Random, digits: int, terms: int, ops: str) -> Expr:
 
 
 def _add(rng: random.Random, level: int) -> Expr:
-    """1: one digit each; 2: two digits + one, or two + two without a carry; 3: two + two; 4: three two-digit
-    terms or a + (b + c); 5: three + three digits; 6: three three-digit terms or four + four digits."""
+    """1: two digits; 2: three digits, a chain or a + (b + c); 3: a two-digit number plus a digit; 4: two
+    two-digit numbers (half without a carry); 5: three two-digit terms or a + (b + c); 6: two three-digit."""
+    d = _num
     if level == 1:
-        return ("+", _num(rng, 1), _num(rng, 1))
+        return ("+", d(rng, 1), d(rng, 1))
     if level == 2:
-        return ("+", *(_no_carry(rng, 2, 2) if rng.random() < 0.5 else (_num(rng, 2), _num(rng, 1))))
+        return ("+", ("+", d(rng, 1), d(rng, 1)), d(rng, 1)) if rng.random() < 0.7 else \
+            ("+", d(rng, 1), ("+", d(rng, 1), d(rng, 1)))
     if level == 3:
-        return ("+", _num(rng, 2), _num(rng, 2))
+        return ("+", d(rng, 2), d(rng, 1))
     if level == 4:
-        if rng.random() < 0.5:  # nesting
-            return ("+", _num(rng, 2), ("+", _num(rng, 2), _num(rng, 1)))
-        return _chain(rng, 2, 3, "+")
+        return ("+", *_no_carry(rng, 2, 2)) if rng.random() < 0.5 else ("+", d(rng, 2), d(rng, 2))
     if level == 5:
-        return ("+", _num(rng, 3), _num(rng, 3))
-    return _chain(rng, 3, 3, "+") if rng.random() < 0.5 else ("+", _num(rng, 4), _num(rng, 4))
+        return _chain(rng, 2, 3, "+") if rng.random() < 0.5 else ("+", d(rng, 2), ("+", d(rng, 2), d(rng, 2)))
+    return ("+", d(rng, 3), d(rng, 3))
 
 
 def _sub(rng: random.Random, level: int) -> Expr:
-    """1: one digit each; 2: two digits minus one or two without a borrow; 3: two minus two digits; 4: a + b - c
-    on two digits; 5: three minus three digits or a - (b - c); 6: three-digit chains of three terms."""
+    """1: a digit minus a digit; 2: a + b - c on digits; 3: a two-digit number minus a digit; 4: two-digit
+    minus two-digit (half without a borrow); 5: a + b - c on two digits or a - (b - c); 6: three-digit chains."""
+    d = _num
     if level == 1:
-        a, b = sorted((_num(rng, 1), _num(rng, 1)), reverse=True)
+        a, b = sorted((d(rng, 1), d(rng, 1)), reverse=True)
         return ("-", a, b)
     if level == 2:
-        return ("-", *_no_carry(rng, 2, rng.choice((1, 2)), sub=True))
+        a, b = d(rng, 1), d(rng, 1)
+        return ("-", ("+", a, b), rng.randint(1, min(9, a + b)))
     if level == 3:
-        a, b = sorted((_num(rng, 2), _num(rng, 2)), reverse=True)
-        return ("-", a, b)
+        return ("-", d(rng, 2), d(rng, 1))
     if level == 4:
-        a, b = _num(rng, 2), _num(rng, 2)
-        return ("-", ("+", a, b), rng.randint(1, a + b))
+        if rng.random() < 0.5:
+            return ("-", *_no_carry(rng, 2, 2, sub=True))
+        a, b = sorted((d(rng, 2), d(rng, 2)), reverse=True)
+        return ("-", a, b)
     if level == 5:
         if rng.random() < 0.5:  # nesting: the group smaller than a
-            a = _num(rng, 3)
+            a = d(rng, 2)
             b = rng.randint(1, a)
             return ("-", a, ("-", b, rng.randint(0, b)))
-        a, b = sorted((_num(rng, 3), _num(rng, 3)), reverse=True)
-        return ("-", a, b)
+        a, b = d(rng, 2), d(rng, 2)
+        return ("-", ("+", a, b), rng.randint(1, a + b))
     return _chain(rng, 3, 3, "+--")
 
 
 def _mul(rng: random.Random, level: int) -> Expr:
-    """1: one digit each; 2: tens by a digit, or two digits by 2 or 3; 3: two digits by one; 4: a * b + c or a * b * c
-    on small numbers; 5: two digits by two; 6: three digits by two, or a product minus a number."""
+    """1: a digit times a digit; 2: a * b + c or a * b * c on digits; 3: tens times a digit, or two digits
+    times 2 or 3; 4: two digits times a digit; 5: a * b - c with a two-digit a; 6: two digits times two."""
+    d = _num
     if level == 1:
-        return ("*", _num(rng, 1), _num(rng, 1))
-    if level == 2:  # tens times a digit, or a small multiplier
-        return ("*", _num(rng, 1) * 10, _num(rng, 1)) if rng.random() < 0.3 else ("*", _num(rng, 2), rng.randint(2, 3))
+        return ("*", d(rng, 1), d(rng, 1))
+    if level == 2:
+        prod: Expr = ("*", d(rng, 1), d(rng, 1))
+        return ("+", prod, d(rng, 1)) if rng.random() < 0.6 else ("*", prod, rng.randint(2, 3))
     if level == 3:
-        return ("*", _num(rng, 2), rng.randint(2, 9))
+        return ("*", d(rng, 1) * 10, d(rng, 1)) if rng.random() < 0.3 else ("*", d(rng, 2), rng.randint(2, 3))
     if level == 4:
-        if rng.random() < 0.5:
-            return ("+", ("*", _num(rng, 1), _num(rng, 1)), _num(rng, 2))
-        return ("*", ("*", _num(rng, 1), _num(rng, 1)), rng.randint(2, 9))
+        return ("*", d(rng, 2), rng.randint(2, 9))
     if level == 5:
-        return ("*", _num(rng, 2), _num(rng, 2))
-    if rng.random() < 0.5:
-        return ("*", _num(rng, 3), _num(rng, 2))
-    prod: Expr = ("*", _num(rng, 2), rng.randint(2, 9))
-    return ("-", prod, rng.randint(1, _value(prod)))
+        prod = ("*", d(rng, 2), rng.randint(2, 9))
+        return ("-", prod, rng.randint(1, _value(prod)))
+    return ("*", d(rng, 2), d(rng, 2))
 
 
 def _mod(rng: random.Random, level: int) -> Expr:
-    """`a mod b` or `a // b`. 1: one-digit a; 2: two-digit a, one-digit b; 3: (a + b) mod c, one digit each;
-    4: three-digit a, one-digit b; 5: three-digit a, two-digit b; 6: (a + b) mod c on two and three digits."""
+    """`a mod b` or `a // b`. 1: a one-digit a; 2: a two-digit a, one-digit b; 3: (a + b) mod c on digits;
+    4: a three-digit a, one-digit b; 5: a three-digit a, two-digit b; 6: (a + b) mod c on two and three digits."""
     op = rng.choice(("mod", "//"))
     if level == 1:
         return (op, _num(rng, 1), rng.randint(2, 9))
