@@ -348,3 +348,22 @@ def test_paired_gain_over_the_problems_both_evals_saw():
     assert paired_gain({"a": 1, "b": 1}, {"a": 1, "b": 1}, 2, 2) == (0.0, 0.0)
     with pytest.raises(ValueError, match="at least two problems"):
         paired_gain({"a": 1}, {"b": 1}, 2, 2)
+
+
+def test_shipped_suites_read_only_files_inside_the_repository():
+    """A clone has nothing beside it: every dataset of configs/eval/ is in data/eval/ with its SOURCE.md, and
+    loads (the published eval sets' row counts)."""
+    from ssp.config import load_config
+    from ssp.tree import SSPConfig
+    from trainer.eval.suites import load_dataset, load_suite
+
+    conf = load_config(SSPConfig, REPO / "configs" / "tiny-cpu.yaml")
+    rows = {}
+    for name in ("math", "code"):
+        suite, path = load_suite(name)
+        for spec in suite.datasets:
+            f = (path.parent / spec.path).resolve()
+            assert f.is_relative_to(REPO / "data" / "eval") and (f.parent / "SOURCE.md").exists(), f
+            rows[spec.name] = len(load_dataset(spec, path, conf))
+    assert rows == {"AIME24": 30, "AIME25": 30, "HMMT25": 30, "MATH-500": 500, "AMC23": 40, "GSM8K": 1319,
+                    "MBPP": 427}, rows
