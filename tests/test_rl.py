@@ -205,3 +205,16 @@ def test_driver_killed_then_resumed_in_async_mode(tiny_model_dir, tmp_path):
     assert all(0 <= r["staleness"] <= 2 for r in steps) and max(r["staleness"] for r in steps) >= 1
     assert all(0 <= r["is_frac"] <= 1 for r in steps)  # TIS ran (auto in async mode)
 
+
+
+def test_zero_advantage_share_and_group_counts_are_read_from_the_scored_groups():
+    """With a KL term no group is skipped, yet a group whose rewards are all equal still carries no signal."""
+    from types import SimpleNamespace as NS
+
+    from trainer.rl import group_correct, zero_adv_frac
+
+    adv = {"a": [0.0] * 4, "b": [0.5, -0.5, 0.5, -0.5], "c": [0.0] * 4}
+    rollouts = [NS(problem_id=p, advantage=x) for p, xs in adv.items() for x in xs]
+    verdicts = [NS(reward=r) for r in [1, 1, 1, 1] + [1, 0, 1, 0] + [0, 0, 0, 0]]
+    assert zero_adv_frac(rollouts) == pytest.approx(2 / 3)
+    assert group_correct(rollouts, verdicts) == [0, 2, 4]

@@ -175,7 +175,7 @@ class Run:
         rec = {"step": b.step, "time": time.time(), "phase": self.phase(b.step).name, "samples": len(b.rollouts),
                "reward_mean": sum(r.reward for r in b.rollouts) / len(b.rollouts),
                "pass_rate": sum(v.reward > 0 for v in b.verdicts) / len(b.verdicts),
-               **m, "zero_adv_frac": m.get("skipped_frac", 0.0),
+               **m, "zero_adv_frac": zero_adv_frac(b.rollouts),
                "len_mean": sum(lens) / len(lens), "len_max": max(lens),
                "trunc_frac": sum(r.finish_reason == "length" for r in b.rollouts) / len(b.rollouts),
                "staleness": b.step - min(r.weight_version for r in b.rollouts),
@@ -309,6 +309,15 @@ def finish(run: Run, before: dict, after: dict, t_start: float) -> dict:
     print(summary_table(summary))
     print(f"plots: {png}\nsummary: {run.dir / 'summary.json'}\nmetrics: {run.log.path}")
     return summary
+
+
+def zero_adv_frac(rollouts: list) -> float:
+    """Share of the step's groups whose advantages are all 0 (every reward equal): no signal in them, whether
+    the learner skips them (`skipped_frac`) or, with a KL term, still steps on them."""
+    groups: dict[str, bool] = {}
+    for r in rollouts:
+        groups[r.problem_id] = groups.get(r.problem_id, True) and r.advantage == 0
+    return sum(groups.values()) / max(len(groups), 1)
 
 
 def group_correct(rollouts: list, verdicts: list) -> list[int]:
