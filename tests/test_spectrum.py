@@ -78,9 +78,14 @@ def test_chat_pairs_load_messages_and_prompt_response_and_name_bad_lines(tmp_pat
     f.write_text(json.dumps({"messages": [{"role": "system", "content": "Be brief."},
                                           {"role": "user", "content": "1+1?"},
                                           {"role": "assistant", "content": "\\boxed{2}"}]}) + "\n"
-                 + json.dumps({"prompt": "2+2?", "response": "\\boxed{4}"}) + "\n")
+                 + json.dumps({"prompt": "2+2?", "response": "\\boxed{4}"}) + "\n"
+                 + json.dumps({"prompt": "3+3?", "completion": "\\boxed{6}"}) + "\n"  # TRL, standard
+                 + json.dumps({"prompt": [{"role": "user", "content": "4+4?"}],  # TRL, conversational
+                               "completion": [{"role": "assistant", "content": "\\boxed{8}"}]}) + "\n")
     convs = load_chat_pairs(f)
-    assert [len(c) for c in convs] == [3, 2] and convs[1][0] == {"role": "user", "content": "2+2?"}
+    assert [len(c) for c in convs] == [3, 2, 2, 2] and convs[1][0] == {"role": "user", "content": "2+2?"}
+    assert convs[2] == [{"role": "user", "content": "3+3?"}, {"role": "assistant", "content": "\\boxed{6}"}]
+    assert convs[3] == [{"role": "user", "content": "4+4?"}, {"role": "assistant", "content": "\\boxed{8}"}]
     tok = load_tokenizer(shared_dir / "models" / "qwen2.5-tokenizer")
     ex = render(tok, convs[0])
     prompt = tok.decode(ex["prompt_ids"])
@@ -88,7 +93,9 @@ def test_chat_pairs_load_messages_and_prompt_response_and_name_bad_lines(tmp_pat
     assert tok.decode(ex["response_ids"]) == "\\boxed{2}" + tok.eos_token
     for bad, msg in (({"messages": [{"role": "user", "content": "x"}]}, "last turn must be the assistant's"),
                      ({"messages": [{"role": "user"}, {"role": "assistant", "content": "y"}]}, r"messages\[0\]"),
-                     ({"prompt": "x"}, "field 'response'")):
+                     ({"prompt": "x"}, "field 'response'"),
+                     ({"prompt": "x", "completion": [{"role": "user", "content": "y"}]}, "last turn must be"),
+                     ({"prompt": 3, "completion": "y"}, "field 'prompt' must be a string or a non-empty list")):
         g = tmp_path / "bad.jsonl"
         g.write_text(json.dumps({"prompt": "ok", "response": "ok"}) + "\n" + json.dumps(bad) + "\n")
         with pytest.raises(DataError, match=rf"bad.jsonl:2: .*{msg}"):

@@ -9,7 +9,8 @@ transformers as it is) with the DeepSpeed state under `ds/`; Ray Train's `Checkp
 under `storage_path`, and a restarted rank (`FailureConfig`) or a rerun resumes from the last one.
 
 Data: the problems' solution traces (the toy tasks' several styles per problem), or JSONL/parquet files of
-chat pairs (`messages` lists as TRL/OpenRLHF SFT data, or `prompt`/`response`), rendered through the
+chat pairs (`messages` lists as TRL/OpenRLHF SFT data, TRL's `prompt`/`completion`, or `prompt`/`response`),
+rendered through the
 model's own chat template, decontaminated against the eval sets before training.
 """
 
@@ -27,24 +28,38 @@ from trainer.data.problems import DataError, Problem, iter_jsonl
 
 # ---- data: chat pairs -> token ids --------------------------------------------------------------------
 
+def _turns(value: Any, role: str, where: str, key: str) -> list[dict]:
+    """A text (one `role` turn) or a list of {role, content} turns, checked."""
+    if isinstance(value, str):
+        return [{"role": role, "content": value}]
+    if not isinstance(value, list) or not value:
+        raise DataError(f"{where}: field '{key}' must be a string or a non-empty list of turns")
+    for i, m in enumerate(value):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+            raise DataError(f"{where}: field '{key}[{i}]' must be an object with string 'role' and 'content'")
+    return list(value)
+
+
 def _messages(rec: dict, where: str) -> list[dict]:
-    """A record's conversation: `messages` as given, or `prompt`/`response` as one user and one assistant turn."""
+    """A record's conversation: `messages` as given (TRL/OpenRLHF), TRL's `prompt`/`completion` (each a text or
+    a list of turns), or `prompt`/`response` as one user and one assistant turn."""
     if "messages" in rec:
-        msgs = rec["messages"]
-        if not isinstance(msgs, list) or not msgs:
+        msgs = _turns(rec["messages"], "", where, "messages") if not isinstance(rec["messages"], str) else None
+        if not msgs:
             raise DataError(f"{where}: field 'messages' must be a non-empty list")
-        for i, m in enumerate(msgs):
-            if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
-                raise DataError(f"{where}: field 'messages[{i}]' must be an object with string 'role' and 'content'")
-        if msgs[-1]["role"] != "assistant":
-            raise DataError(f"{where}: field 'messages': the last turn must be the assistant's, got "
-                            f"{msgs[-1]['role']!r}")
-        return list(msgs)
-    for key in ("prompt", "response"):
-        if not isinstance(rec.get(key), str):
-            raise DataError(f"{where}: need field 'messages', or string fields 'prompt' and 'response' "
-                            f"(field '{key}' is {type(rec.get(key)).__name__})")
-    return [{"role": "user", "content": rec["prompt"]}, {"role": "assistant", "content": rec["response"]}]
+    elif "completion" in rec:
+        msgs = _turns(rec.get("prompt"), "user", where, "prompt") + _turns(rec["completion"], "assistant", where,
+                                                                            "completion")
+    else:
+        for key in ("prompt", "response"):
+            if not isinstance(rec.get(key), str):
+                raise DataError(f"{where}: need field 'messages', or fields 'prompt' and 'completion' (TRL), or "
+                                f"string fields 'prompt' and 'response' (field '{key}' is "
+                                f"{type(rec.get(key)).__name__})")
+        msgs = [{"role": "user", "content": rec["prompt"]}, {"role": "assistant", "content": rec["response"]}]
+    if msgs[-1]["role"] != "assistant":
+        raise DataError(f"{where}: the last turn must be the assistant's, got {msgs[-1]['role']!r}")
+    return msgs
 
 
 def load_chat_pairs(path: str | Path) -> list[list[dict]]:
