@@ -23,7 +23,7 @@ class TinyModelConfig:
     max_position_embeddings: int = cfg(1024, "longest sequence the model accepts", ge=16)
     seed: int = cfg(0, "seed for tokenizer corpus and weight init")
     tokenizer_from: str | None = cfg(None, "use this HF tokenizer dir instead of training one "
-                                           "(e.g. ../shared/models/qwen2.5-tokenizer)")
+                                           "(e.g. a downloaded Qwen2.5 tokenizer folder)")
 
 
 @dataclass

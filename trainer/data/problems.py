@@ -1,4 +1,5 @@
-"""Problems in, one schema out: our JSONL (../shared/data) and verl-style parquet.
+"""Problems in, one schema out: our JSONL (the schema of data/eval/, see its SOURCE.md files) and verl-style
+parquet.
 
 Malformed input raises `DataError` naming the file, the line (or row) and the field. Nothing is
 silently skipped. Ids are taken from the record, or derived from the problem text, so they are stable

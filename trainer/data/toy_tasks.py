@@ -6,7 +6,7 @@ miniature) with difficulty levels = digit counts, and a `code` subdomain whose a
 functions checked by running asserts. Every problem carries several distinct valid solution traces
 (the "spectrum"), so Pass@K can exceed Pass@1 after SFT.
 
-Records use the same schema as ../shared/data: math `{id, problem, answer, source, subdomain, level}`,
+Records use the same schema as data/eval/: math `{id, problem, answer, source, subdomain, level}`,
 code `{id, prompt, tests, test_imports, entry_point, reference_solution, source, subdomain, level}`,
 plus `solutions` (the SFT traces, each a full assistant response).
 """

@@ -2,7 +2,7 @@
 
 The tokenizer is a byte-level BPE trained with `tokenizers` on the toy-task corpus (digits split one
 per token, as Qwen does), with ChatML special tokens and `<think>`/`</think>`. Optionally the real
-Qwen2.5 tokenizer (../shared/models/qwen2.5-tokenizer) is used instead. The model is a
+Qwen2.5 tokenizer (a folder with its tokenizer files) is used instead. The model is a
 `Qwen2ForCausalLM` with sizes from config, saved with `save_pretrained` (safetensors); the same seed
 gives the same bytes.
 """
