@@ -192,6 +192,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    conf = load_tree(args)
+    from trainer.preflight import preflight
+
+    return 0 if preflight(conf, args.stage, print_table=True).ok else 2
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from trainer.export import export
+
+    out = export(Path(args.run_dir), Path(args.out), step=args.step, best=args.best)
+    print(f"exported {out}")
+    return 0
+
+
 def cmd_cluster(args: argparse.Namespace) -> int:
     from cluster import local
 
@@ -273,6 +288,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=positive_int, help="first N problems of each dataset")
     p.add_argument("--k", type=positive_int, help="samples per problem (the suite's n otherwise)")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("check", help="preflight: model, data, SFT/probe data, eval suites, resources, disk and "
+                                     "memory per device, checked against the config before anything starts")
+    add_config_args(p)
+    p.add_argument("--stage", default="all", choices=["all", "sft", "spectrum", "rl", "eval", "serve"],
+                   help="check what this stage needs (all = the pipeline's stages)")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("export", help="write one of a run's checkpoints (--step N, --best, default the last) as an HF "
+                                      "folder with a model card")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="an `ssp rl` or `ssp pipeline` run directory")
+    p.add_argument("--out", required=True, help="output folder (must not exist, or be empty)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--step", type=positive_int, help="the checkpoint of this RL step")
+    g.add_argument("--best", action="store_true", help="the checkpoint with the best held-out Pass@1")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("cluster", help="a local Ray head + the scheduler's Redis for every other command to attach to")
     p.add_argument("action", choices=["up", "status", "down"], help="up: start (or show); status: what runs; "

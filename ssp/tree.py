@@ -10,7 +10,16 @@ from actors.config import EngineConfig, LearnerConfig, RolloutConfig, SamplingCo
 from cluster.config import ClusterConfig, SchedulerConfig
 from serve.config import ServeConfig
 from ssp.config import ConfigError, cfg, load_config
-from trainer.config import EvalConfig, RLConfig, SFTConfig, SpectrumConfig, TinyModelConfig, ToyTaskConfig
+from trainer.config import (
+    DataSourceConfig,
+    EvalConfig,
+    RLConfig,
+    SFTConfig,
+    SpectrumConfig,
+    TinyModelConfig,
+    ToyTaskConfig,
+    TrackingConfig,
+)
 
 
 @dataclass
@@ -27,8 +36,11 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    train: list[str] = cfg([], "training problem files (.jsonl / verl .parquet); empty = toy tasks")
-    eval: list[str] = cfg([], "held-out problem files; empty = the toy tasks' held-out split")
+    train: list[str | DataSourceConfig] = cfg(
+        [], "training problems: paths (our .jsonl, verl .parquet) or sources {path, split, name, fields} read with the "
+            "`datasets` library (files, save_to_disk folders, hf:<id>); empty = toy tasks")
+    eval: list[str | DataSourceConfig] = cfg([], "held-out problems, as data.train; empty = the toy tasks' held-out "
+                                                 "split")
     toy: ToyTaskConfig = cfg(ToyTaskConfig(), "toy-task generator settings")
     instruction: str = cfg("", "text appended to every user prompt (e.g. 'Put your final answer within "
                                 "\\boxed{}.')")
@@ -52,6 +64,7 @@ class SSPConfig:
     rl: RLConfig = cfg(RLConfig(), "the RL loop")
     eval: EvalConfig = cfg(EvalConfig(), "`ssp eval`: suite, output folder, limits (the protocol is in the suite)")
     serve: ServeConfig = cfg(ServeConfig(), "`ssp serve`: the OpenAI-compatible endpoint")
+    tracking: TrackingConfig = cfg(TrackingConfig(), "experiment tracking: MLflow, Weights & Biases, TensorBoard")
 
     def __post_init__(self) -> None:
         """Checks that span sections, at load time (before Ray, vLLM or DeepSpeed start)."""

@@ -75,6 +75,9 @@ class SFTConfig:
                               "empty = the training problems' solution traces")
     decontam_ngram: int = cfg(10, "n of the n-gram rule that drops SFT examples sharing an n-gram with an eval or "
                                    "probe problem (the paper: 10)", ge=1)
+    keep_last: int = cfg(0, "SFT checkpoints to keep, newest first, once the Spectrum stage has probed them; 0 = all",
+                         ge=0)
+    keep_best: bool = cfg(True, "also keep each subdomain's specialist (best probe Pass@K) among the SFT checkpoints")
     storage_path: str = cfg("", "where Ray Train keeps checkpoints (a path or URI); empty = RUN_DIR/sft")
     max_failures: int = cfg(1, "Ray Train restarts after a worker failure (FailureConfig)", ge=0)
     seed: int = cfg(0, "init/shuffle seed")
@@ -108,7 +111,9 @@ class RLConfig:
     eval_max_problems: int = cfg(0, "cap on held-out problems (0 = all)", ge=0)
     checkpoint_every: int = cfg(10, "save learner + driver state every N steps (0 = only at the end)", ge=0)
     max_learner_restarts: int = cfg(2, "automatic restarts from the last checkpoint after a learner failure", ge=0)
-    tensorboard: bool = cfg(False, "also write TensorBoard scalars (needs the tensorboard package)")
+    keep_last: int = cfg(0, "loadable HF checkpoints (RUN_DIR/checkpoints/step-N) to keep, newest first; 0 = all",
+                         ge=0)
+    keep_best: bool = cfg(True, "also keep the checkpoint with the best held-out Pass@1 (from the eval_every evals)")
 
 
 @dataclass
@@ -121,3 +126,39 @@ class EvalConfig:
     max_model_len: int = cfg(0, "engine context (prompt + response) for the eval (0 = engine.max_model_len)", ge=0)
     published: bool = cfg(True, "show VibeThinker-1.5B's published numbers beside ours")
     verify_threads: int = cfg(4, "problems being scored at once while the engines generate", ge=1)
+
+
+@dataclass
+class DataSourceConfig:
+    path: str = cfg("", "a .jsonl/.json/.parquet/.csv file, a `datasets` save_to_disk folder, or hf:<dataset id> "
+                        "(a Hugging Face hub dataset, where there is network); loaded with the `datasets` library")
+    split: str = cfg("train", "split of a hub dataset or of a saved DatasetDict")
+    name: str = cfg("", "the hub dataset's configuration name ('' = its default)")
+    fields: dict[str, str] = cfg({}, "our field -> the dataset's column (OpenRLHF's input_key/label_key): problem, "
+                                     "answer, prompt, tests, solutions, subdomain, level, id; e.g. {problem: question, "
+                                     "answer: final_answer, solutions: solution} (a worked solution as an SFT trace)")
+
+    def __post_init__(self) -> None:
+        from ssp.config import ConfigError
+
+        if not self.path:
+            raise ConfigError("config key 'data.train[].path': a data source needs a path (a file, a folder or "
+                              "hf:<dataset id>)")
+        known = {"problem", "answer", "prompt", "tests", "solutions", "subdomain", "level", "id", "choices",
+                 "entry_point", "test_imports", "source"}
+        if bad := sorted(set(self.fields) - known):
+            raise ConfigError(f"config key 'data.train[].fields': unknown field(s) {bad} (known: {sorted(known)})")
+
+
+@dataclass
+class TrackingConfig:
+    backends: list[Literal["mlflow", "wandb", "tensorboard"]] = cfg(
+        [], "experiment trackers to log to besides metrics.jsonl and the Ray dashboard: mlflow, wandb, tensorboard "
+            "(config, every step metric, eval tables, the PNGs as artifacts)")
+    experiment: str = cfg("ssp", "MLflow experiment / W&B project")
+    run_name: str = cfg("", "run name ('' = the run directory's name)")
+    mlflow_uri: str = cfg("", "MLflow tracking URI ('' = a local file store in RUN_DIR/mlruns; http://host:5000 for "
+                              "a tracking server)")
+    wandb_mode: Literal["offline", "online"] = cfg("offline", "W&B mode: offline writes RUN_DIR/wandb (upload later "
+                                                              "with `wandb sync`); online needs WANDB_API_KEY")
+    wandb_entity: str = cfg("", "W&B entity (team or user; '' = the API key's default)")

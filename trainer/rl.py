@@ -45,7 +45,7 @@ class Run:
         self.conf, self.dir, self.rl, self.policy = conf, run_dir, conf.rl, policy
         self.train_problems = {p.id: p for p in train}
         self.held = stratified_subset(held, self.rl.eval_max_problems)
-        self.log = RunLog(run_dir, self.rl.tensorboard)
+        self.log = RunLog(run_dir, conf.tracking, config=to_dict(conf))
         self.stack = ExitStack()
         self.verifier = VerifierPool(conf.verifier)
         self.rollout = RolloutPool(policy, conf.rollout, conf.engine, conf.sampling, conf.data.instruction)

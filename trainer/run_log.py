@@ -12,15 +12,15 @@ PLOTS = ("reward_mean", "pass_rate", "zero_adv_frac", "len_mean", "trunc_frac", 
 
 
 class RunLog:
-    def __init__(self, run_dir: Path, tensorboard: bool = False):
+    def __init__(self, run_dir: Path, tracking=None, config: dict | None = None):
         self.path = run_dir / "metrics.jsonl"
         self.gauges: dict = {}
         self.tb = None
-        if tensorboard:
+        if tracking is not None and "tensorboard" in tracking.backends:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError as e:
-                raise RuntimeError("rl.tensorboard=true needs the 'tensorboard' package: pip install tensorboard") from e
+                raise RuntimeError("tracking.backends: [tensorboard] needs the 'tensorboard' package: pip install tensorboard") from e
             self.tb = SummaryWriter(str(run_dir / "tb"))
 
     def truncate(self, before_step: int) -> None:
