@@ -25,7 +25,7 @@ from actors.verifier.host import SYSTEM_PYTHON  # noqa: E402
 from actors.verifier.math_checker import MathChecker  # noqa: E402
 from actors.verifier.sandbox import Sandbox, SandboxLimits  # noqa: E402
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+DATA = Path(__file__).resolve().parents[1] / "data"
 WORKERS = 2
 
 
@@ -40,7 +40,7 @@ def _median_ms(fn, n: int = 50) -> float:
 
 def bench_math(checker_cls=MathChecker) -> float:
     """math-500's gold answers, each boxed after a closed think block, checked against itself."""
-    answers = [json.loads(x)["answer"] for x in (SHARED / "data/math/eval/math500.jsonl").read_text().splitlines()]
+    answers = [json.loads(x)["answer"] for x in (DATA / "eval/math/math500.jsonl").read_text().splitlines()]
     checkers = [checker_cls(timeout_s=5) for _ in range(WORKERS)]
     for c in checkers:
         c.check("<think>.</think>\\boxed{1}", "1")  # start the helpers outside the timing
@@ -58,7 +58,8 @@ def bench_math(checker_cls=MathChecker) -> float:
 def bench_code(sb: Sandbox, grader=None) -> float:
     """MBPP's first 200 reference solutions through `grader` (a code_grader module; this checkout's by default)."""
     grade, tests_of = (grader.grade_code, grader.mbpp_tests) if grader else (grade_code, mbpp_tests)
-    rows = [json.loads(x) for x in (SHARED / "data/code/mbpp_sanitized.jsonl").read_text().splitlines()][:200]
+    rows = [json.loads(x) for f in ("eval/code/mbpp_test.jsonl", "train/code/mbpp_train.jsonl")
+            for x in (DATA / f).read_text().splitlines()][:200]
     t0 = time.perf_counter()
     with ThreadPoolExecutor(WORKERS) as ex:
         results = list(ex.map(lambda r: grade(f"```python\n{r['reference_solution']}\n```", tests_of(r), sb),

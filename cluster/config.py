@@ -17,6 +17,8 @@ class ClusterConfig:
     address: str | None = cfg(None, "Ray address ('auto', 'ray://host:10001'); None = RAY_ADDRESS or a local head")
     num_cpus: int = cfg(8, "logical CPUs of a local head (stages run in turn, so this may exceed cores)", ge=1)
     num_gpus: int = cfg(0, "GPUs of a local head", ge=0)
+    gpu_memory_gib: float = cfg(80.0, "memory of one GPU that `ssp check` plans the learner and the engines against "
+                                      "(the device's own figure is used where one is visible)", gt=0)
     dashboard: bool = cfg(True, "start the Ray dashboard with a local head")
     metrics_export_port: int | None = cfg(None, "Prometheus metrics port of a local head (None = Ray's choice; "
                                                 "`ssp cluster up`: a free port)")

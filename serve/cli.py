@@ -21,6 +21,10 @@ def run_serve(args: argparse.Namespace) -> int:
         args.overrides = [*args.overrides, f"model.path={args.model}"]
     conf = load_tree(args)
     s = conf.serve
+    if not args.stop:
+        from trainer.preflight import require
+
+        require(conf, "serve")
     if args.stop:
         connect(conf.cluster)
         serve.delete(s.app_name)

@@ -11,6 +11,7 @@ from cluster.local import ClusterError
 from ssp.config import ConfigError, describe, load_config, to_dict
 from ssp.io import DataError, check_output
 from ssp.tree import add_config_args, load_tree
+from trainer.preflight import preflight, require
 
 
 def positive_int(text: str) -> int:
@@ -94,6 +95,7 @@ def cmd_rl(args: argparse.Namespace) -> int:
         conf = load_config(SSPConfig, Path(args.resume) / "config.yaml", [f"run_dir={args.resume}", *args.overrides])
     else:
         conf = load_tree(args)  # a bad config fails here, before Ray, vLLM or DeepSpeed are imported
+    require(conf, "rl")
     from trainer.rl import main as rl_main
 
     summary = rl_main(conf, resume=bool(args.resume))
@@ -102,6 +104,7 @@ def cmd_rl(args: argparse.Namespace) -> int:
 
 def cmd_sft(args: argparse.Namespace) -> int:
     conf = load_tree(args)
+    require(conf, "sft")
     from cluster.ray_cluster import connect
     from trainer.data.splits import load_problems_for
     from trainer.models.ensure import ensure_model
@@ -162,6 +165,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 def cmd_spectrum(args: argparse.Namespace) -> int:
     conf = load_tree(args)
+    require(conf, "spectrum")
     from trainer.spectrum.stage import run_spectrum
 
     run_spectrum(conf, Path(conf.run_dir))
@@ -170,6 +174,7 @@ def cmd_spectrum(args: argparse.Namespace) -> int:
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
     conf = load_tree(args)
+    require(conf, "all")
     from ssp.pipeline import StageFailed, run_pipeline
 
     try:
@@ -185,6 +190,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         ([f"eval.n={args.k}"] if args.k else []) + ([f"model.path={args.model}"] if args.model else [])
     args.overrides = [*args.overrides, *extra]
     conf = load_tree(args)
+    require(conf, "eval")
     from trainer.eval.run import run_eval
     from trainer.models.ensure import ensure_model
 
@@ -194,7 +200,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     conf = load_tree(args)
-    from trainer.preflight import preflight
 
     return 0 if preflight(conf, args.stage, print_table=True).ok else 2
 

@@ -4,6 +4,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from ssp.config import ConfigError
+from tests.conftest import REPO
 from trainer.data.problems import DataError, load_problems
 
 EVAL = ["aime24", "aime25", "amc23", "gsm8k_test", "hmmt25", "math500"]
@@ -92,7 +94,7 @@ def test_verl_parquet_error_names_row_and_field(tmp_path):
 
 
 def test_unknown_extension(tmp_path):
-    f = tmp_path / "x.csv"
+    f = tmp_path / "x.xml"
     f.write_text("a,b\n")
     with pytest.raises(DataError, match="unknown dataset format"):
         load_problems(f)
@@ -108,3 +110,93 @@ def test_code_problem_without_tests_is_refused_at_load(tmp_path):
             load_problems(f)
     f.write_text(json.dumps({"id": "c1", "prompt": "write f", "tests": ["assert f(1) == 2"], "entry_point": "f"}) + "\n")
     assert load_problems(f)[0].tests == {"asserts": ["assert f(1) == 2"], "imports": [], "entry_point": "f"}
+
+
+# ---- sources read with the `datasets` library, through a field mapping ---------------------------
+
+def _rows():
+    return [{"uid": f"q{i}", "question": f"What is {i} + {i}?", "final": str(2 * i), "worked": f"{i}+{i}={2 * i}",
+             "topic": "add", "difficulty": 1} for i in range(6)]
+
+
+FIELDS = {"problem": "question", "answer": "final", "solutions": "worked", "subdomain": "topic",
+          "level": "difficulty", "id": "uid"}
+
+
+def test_parquet_csv_gz_and_save_to_disk_sources_map_their_columns_to_ours(tmp_path):
+    import gzip
+
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from trainer.config import DataSourceConfig
+    from trainer.data.sources import load_source
+
+    pq.write_table(pa.Table.from_pylist(_rows()), tmp_path / "a.parquet")
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(_rows()[:4]),
+                          "test": datasets.Dataset.from_list(_rows()[4:])}).save_to_disk(str(tmp_path / "dd"))
+    with gzip.open(tmp_path / "c.jsonl.gz", "wt") as f:
+        f.writelines(json.dumps(r) + "\n" for r in _rows())
+    for src, n in ((DataSourceConfig(path=str(tmp_path / "a.parquet"), fields=FIELDS), 6),
+                   (DataSourceConfig(path=str(tmp_path / "dd"), split="test", fields=FIELDS), 2),
+                   (DataSourceConfig(path=str(tmp_path / "c.jsonl.gz"), fields=FIELDS), 6)):
+        probs = load_source(src)
+        assert len(probs) == n, src
+        p = probs[0]
+        assert (p.kind, p.subdomain, p.level, p.solutions) == ("math", "add", 1, [p.prompt[8:].split(" +")[0] + "+"
+                                                                                 + p.prompt[8:].split(" +")[0] + "="
+                                                                                 + p.answer])
+        assert p.id.startswith("q") and p.answer == str(2 * int(p.id[1:]))
+
+
+def test_mapped_sources_fail_naming_the_row_and_the_missing_column(tmp_path):
+    import datasets
+
+    from trainer.config import DataSourceConfig
+    from trainer.data.sources import load_source
+
+    rows = _rows()
+    del rows[3]["final"]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DataError, match=r"m.jsonl:4: missing column 'final' \(mapped to 'answer'"):
+        load_source(DataSourceConfig(path=str(tmp_path / "m.jsonl"), fields=FIELDS))
+    datasets.Dataset.from_list(_rows()).save_to_disk(str(tmp_path / "ds"))
+    with pytest.raises(DataError, match=r"ds \[train\]: row 0: missing field 'problem'"):
+        load_source(str(tmp_path / "ds"))  # a plain path: no mapping, so our field names are required
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(_rows())}).save_to_disk(str(tmp_path / "dd"))
+    with pytest.raises(DataError, match=r"no split 'validation' in the saved DatasetDict \(splits: \['train'\]\)"):
+        load_source(DataSourceConfig(path=str(tmp_path / "dd"), split="validation", fields=FIELDS))
+    (tmp_path / "x.txt").write_text("hello")
+    with pytest.raises(DataError, match=r"x.txt: unknown dataset format"):
+        load_source(str(tmp_path / "x.txt"))
+    with pytest.raises(ConfigError, match=r"unknown field\(s\) \['question'\]"):
+        DataSourceConfig(path="a.jsonl", fields={"question": "q"})
+
+
+def test_a_hub_source_without_network_is_a_data_error_naming_it(monkeypatch):
+    from trainer.config import DataSourceConfig
+    from trainer.data.sources import load_source
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(DataError, match=r"hf:nobody/no-such-dataset \[train\]: cannot load with the datasets library"):
+        load_source(DataSourceConfig(path="hf:nobody/no-such-dataset"))
+
+
+def test_the_shipped_pools_load_with_worked_solutions_mapped_as_sft_traces():
+    from ssp.config import load_config
+    from ssp.tree import SSPConfig
+    from trainer.data.splits import load_problems_for
+
+    conf = load_config(SSPConfig, REPO / "configs" / "qwen2.5-math-1.5b-gpu.yaml")
+    train, held = load_problems_for(conf)
+    math = [p for p in train if p.kind == "math"]
+    code = [p for p in train if p.kind == "code"]
+    assert (len(math), len(code), len(held)) == (7063, 170, 60)
+    assert all(len(p.solutions) == 1 for p in train) and "\\boxed{" in math[0].solutions[0]
+    from trainer.eval.suites import load_dataset, load_suite
+
+    suite, path = load_suite("code")
+    test_ids = {p.id for d in suite.datasets for p in load_dataset(d, path, conf)}
+    assert len(test_ids) == 257 and not test_ids & {p.id for p in code}  # MBPP's test split is not trained on

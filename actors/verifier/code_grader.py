@@ -93,7 +93,7 @@ def check_tests(tests: Any) -> str:
 
 
 def mbpp_tests(record: dict[str, Any]) -> dict[str, Any]:
-    """The `tests` field for an MBPP row of shared/data/code/mbpp_sanitized.jsonl."""
+    """The `tests` field for an MBPP row of data/eval/code/mbpp_test.jsonl (and data/train/code)."""
     return {"asserts": record["tests"], "imports": record.get("test_imports") or [],
             "entry_point": record.get("entry_point")}
 

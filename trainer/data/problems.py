@@ -40,8 +40,12 @@ def from_record(rec: Any, where: str, prefix: str) -> Problem:
     level = rec.get("level")
     if level is not None and not isinstance(level, int):
         raise DataError(f"{where}: field 'level' must be int or null, got {level!r}")
-    common = {"subdomain": rec.get("subdomain") or "unknown", "level": level,
-              "solutions": rec.get("solutions") or [], "source": rec.get("source", "")}
+    sols = rec.get("solutions") or []
+    sols = [sols] if isinstance(sols, str) else sols  # one worked solution (e.g. MATH's, mapped by `fields`)
+    if not isinstance(sols, list) or not all(isinstance(x, str) for x in sols):
+        raise DataError(f"{where}: field 'solutions' must be a string or a list of strings")
+    common = {"subdomain": str(rec.get("subdomain") or "unknown"), "level": level,
+              "solutions": sols, "source": str(rec.get("source") or "")}
     if "tests" in rec:
         prompt = _need(rec, "prompt", str, where)
         tests = _need(rec, "tests", (list, dict), where)
@@ -124,4 +128,6 @@ def load_problems(path: str | Path) -> list[Problem]:
         return load_parquet(path)
     if path.suffix in (".jsonl", ".json"):
         return load_jsonl(path)
-    raise DataError(f"{path}: unknown dataset format '{path.suffix}' (expected .jsonl or .parquet)")
+    from trainer.data.sources import load_source  # other formats: the datasets library
+
+    return load_source(str(path))

@@ -21,11 +21,10 @@ def toy_split(conf) -> tuple[list[Problem], list[Problem]]:
 def load_problems_for(conf) -> tuple[list[Problem], list[Problem]]:
     """Train and held-out problems: the configured files, or the toy tasks' split (whose train part gives up
     the Spectrum stage's probe sets: train / probe / held-out are disjoint, for every command)."""
-    from trainer.data.problems import load_problems
+    from trainer.data.sources import load_all
 
     if conf.data.train:
-        train = [p for f in conf.data.train for p in load_problems(f)]
-        held = [p for f in conf.data.eval for p in load_problems(f)]
+        train, held = load_all(conf.data.train), load_all(conf.data.eval)
         return train, held
     train, held = toy_split(conf)
     return carve_probe(conf, train)[0], held
