@@ -1,8 +1,8 @@
 """Every custom metric the project exports to Ray's metrics agent (Prometheus names get Ray's `ray_` prefix),
-named once here: the components create them through `metric()`, README's table and the Grafana dashboard
+named once here: the components create them through `metric()`, docs/metrics.md's table and the Grafana dashboard
 (cluster/grafana/ssp.json) are checked against this list, and a test scrapes every one from a live run.
 
-`python -m cluster.telemetry` prints the Markdown table README carries."""
+`python -m cluster.telemetry` prints the Markdown table docs/metrics.md carries."""
 
 from __future__ import annotations
 

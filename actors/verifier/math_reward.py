@@ -1,6 +1,6 @@
 """The strict math training reward: one answer, read from one place, compared exactly.
 
-Rules (README "Rewards"):
+Rules (docs/sandbox.md, "Rewards"):
 - read from the text after the first `</think>` (actors/verifier/math_answer.py `answer_region`); a response that must
   think and never closes it scores 0; hidden text (comments) is removed first;
 - the answer is the box there; an unboxed answer only with `unboxed=True`, and then only from a final-answer
