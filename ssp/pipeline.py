@@ -49,7 +49,9 @@ def run_pipeline(conf) -> dict:
     _stage("model", lambda: ensure_model(conf), times, run_dir)  # built or converted at first use (model.source)
     spec = _stage("spectrum", lambda: run_spectrum(conf, run_dir / "spectrum"), times, run_dir / "spectrum")
     times_path.write_text(json.dumps(times))
-    rl_conf = dataclasses.replace(conf, run_dir=str(run_dir / "rl"))
+    name = conf.tracking.run_name or run_dir.resolve().name  # the RL stage's tracker run: "<run>/rl"
+    rl_conf = dataclasses.replace(conf, run_dir=str(run_dir / "rl"),
+                                  tracking=dataclasses.replace(conf.tracking, run_name=f"{name}/rl"))
     rl_done = (run_dir / "rl" / "summary.json").exists()
     if rl_done:
         rl = json.loads((run_dir / "rl" / "summary.json").read_text())
@@ -64,10 +66,33 @@ def run_pipeline(conf) -> dict:
     summary["served"] = served
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     plot(summary, run_dir / "summary.png")
+    track(conf, run_dir, summary)
     print(table(summary))
     print(f"summary: {run_dir / 'summary.json'}  plots: {run_dir / 'summary.png'}, {run_dir / 'spectrum'}/*.png, "
           f"{run_dir / 'rl' / 'curves.png'}")
     return summary
+
+
+def track(conf, run_dir: Path, summary: dict) -> None:
+    """The pipeline's own tracker run (tracking.backends), beside the RL stage's "<run>/rl": the config, the
+    summary's figures, its table and every PNG of the run (summary, the Spectrum stage's, the RL curves)."""
+    if not conf.tracking.backends:
+        return
+    from ssp.config import to_dict
+    from trainer.tracking import make_trackers
+
+    tconf = dataclasses.replace(conf.tracking, run_name=conf.tracking.run_name or run_dir.resolve().name)
+    trackers = make_trackers(tconf, run_dir, to_dict(conf))
+    figures = {k: float(v) for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    pngs = [run_dir / "summary.png", *sorted((run_dir / "spectrum").glob("*.png")), run_dir / "rl" / "curves.png"]
+    for t in trackers:
+        try:
+            t.log_metrics(figures, step=0)
+            t.log_table("summary", [{"figure": k, "value": v} for k, v in figures.items()])
+            for png in (p for p in pngs if p.exists()):
+                t.log_artifact(png)
+        finally:
+            t.close()
 
 
 def serve_demo(conf, model: Path) -> dict:

@@ -123,9 +123,10 @@ def sft_run(ray_cluster, tiny_model_dir, tmp_path_factory):
     held = load_problems_for(first)[1]
     saved40 = run_sft(first, str(tiny_model_dir), tmp / "sft", held)
     lines40 = (tmp / "sft" / "metrics.jsonl").read_text().splitlines()
+    ds40 = [s for s, p in saved40 if (p / "ds").exists()]  # the optimizer state: only where a resume needs it
     conf = spectrum_conf(tmp, tiny_model_dir, "sft.steps=60", "sft.save_every=20")
     saved = run_sft(conf, str(tiny_model_dir), tmp / "sft", held)
-    return {"conf": conf, "dir": tmp / "sft", "saved40": saved40, "saved": saved, "lines40": lines40}
+    return {"conf": conf, "dir": tmp / "sft", "saved40": saved40, "saved": saved, "lines40": lines40, "ds40": ds40}
 
 
 def test_sft_on_ray_train_saves_loadable_checkpoints_and_resumes(sft_run):
@@ -148,6 +149,11 @@ def test_sft_on_ray_train_saves_loadable_checkpoints_and_resumes(sft_run):
         assert recs[i]["lr"] == pytest.approx(3e-4 + 2.7e-3 * 0.5 * (1 + math.cos(math.pi * (i - 3) / 57)))
     last = sft_run["saved"][-1][1]
     assert (last / "ds" / "latest").exists() and (last / "ds" / "rng_rank1.pt").exists()  # both ranks' state
+    # ds/ only in the newest checkpoint, after the first run and after the resumed one
+    assert sft_run["ds40"] == [40] and [s for s, p in sft_run["saved"] if (p / "ds").exists()] == [60]
+    assert all((p / "model.safetensors").exists() for _, p in sft_run["saved"])
+    listed = json.loads((sft_run["dir"] / "checkpoints.json").read_text())
+    assert [e["step"] for e in listed] == [20, 40, 60]
     m = AutoModelForCausalLM.from_pretrained(last, dtype=torch.float32)  # an HF checkpoint as it is
     base = AutoModelForCausalLM.from_pretrained(sft_run["conf"].model.path, dtype=torch.float32)
     assert not torch.equal(m.model.embed_tokens.weight, base.model.embed_tokens.weight)
@@ -197,6 +203,34 @@ def test_probe_through_one_engine_matches_fresh_engines(sft_run, tiny_model_dir,
         assert table[n][s]["passK"] == max(table[m][s]["passK"] for m in table)
     lines = (tmp_path / "probe.jsonl").read_text().splitlines()
     assert [json.loads(x)["model"] for x in lines] == ["step-20", "step-60"]
+
+
+def test_spectrum_prunes_sft_checkpoints_by_keep_last_and_specialists_and_a_rerun_still_sees_them(tmp_path):
+    """sft.keep_last=1 + keep_best: the newest and the specialists stay; the others are emptied but for PRUNED.txt
+    (Ray Train's snapshot lists them), and the stage's checkpoint list still names them for the report."""
+    from types import SimpleNamespace as NS
+
+    from trainer.spectrum.sft import checkpoints
+    from trainer.spectrum.stage import all_checkpoints, prune_sft
+
+    storage = tmp_path / "sft" / "ray-train"
+    for st in (10, 20, 30, 40):
+        d = storage / f"checkpoint-{st:06d}"
+        (d / "ds").mkdir(parents=True)
+        (d / "config.json").write_text("{}")
+        (d / "sft_state.json").write_text(json.dumps({"step": st}))
+    saved = checkpoints(storage)
+    (tmp_path / "sft" / "checkpoints.json").write_text(json.dumps([{"step": s, "path": str(p)} for s, p in saved]))
+    models = all_checkpoints(tmp_path / "sft", saved)
+    assert [n for n, _ in models] == ["step-10", "step-20", "step-30", "step-40"]
+    spec = {"add": "step-20", "sub": "step-40"}
+    assert prune_sft(NS(keep_last=1, keep_best=True), models, spec) == ["step-10", "step-30"]
+    assert [s for s, _ in checkpoints(storage)] == [20, 40]
+    assert sorted(p.name for p in (storage / "checkpoint-000010").iterdir()) == ["PRUNED.txt"]
+    assert all_checkpoints(tmp_path / "sft", checkpoints(storage)) == models  # a rerun: same names, same table
+    assert prune_sft(NS(keep_last=1, keep_best=True), models, spec) == []  # idempotent
+    assert prune_sft(NS(keep_last=0, keep_best=False), models, spec) == []  # 0 = keep all
+    assert prune_sft(NS(keep_last=1, keep_best=False), models, spec) == ["step-20"]
 
 
 # ---- merge ------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import yaml
 from tqdm import tqdm
 
 from ssp.config import to_dict
+from trainer import checkpoints as ckpts
 from trainer.batch_source import BATCH_SOURCES, RolloutBatch, Timer
 from trainer.config import PhaseConfig
 from trainer.data.problems import Problem
@@ -186,7 +187,18 @@ class Run:
 
     # ---- checkpoints and failures -----------------------------------------------------------------
     def checkpoint(self, step: int) -> None:
+        """A loadable HF folder checkpoints/step-N (kept by rl.keep_last / rl.keep_best; trainer/checkpoints.py),
+        then the DeepSpeed resume state checkpoint/ (the latest only); listed in the index once both are saved."""
+        root = self.dir / "checkpoints"
+        staged = ckpts.staging(root, step)
+        self.learner.save_hf(staged)
         self.learner.save_checkpoint(self.dir / "checkpoint", extra={"step": step, "restarts": self.restarts})
+        ckpts.add(root, step, staged, self.rl.keep_last, self.rl.keep_best, policy=str(self.policy),
+                  train_problems=len(self.train_problems), held_out_problems=len(self.held))
+
+    def record_eval(self, step: int, pass1: float) -> None:
+        """The held-out Pass@1 of step N into the checkpoint index (the keep policy may now pick another best)."""
+        ckpts.record_eval(self.dir / "checkpoints", step, pass1, self.rl.keep_last, self.rl.keep_best)
 
     def restore(self) -> int:
         """Load the last checkpoint into the learner and the engines; returns the step to run next."""
@@ -194,6 +206,7 @@ class Run:
 
         ckpt = find_checkpoint(self.dir / "checkpoint")
         step = self.learner.load_checkpoint(ckpt)["step"] if ckpt else 0
+        ckpts.prune_after(self.dir / "checkpoints", step)  # HF folders of steps this run redoes
         self.publish_weights(step)
         self.log.truncate(step)
         return step
@@ -223,12 +236,12 @@ class Run:
 
     def close(self) -> None:
         self.stack.close()
-        self.log.close()
         for part in (self.rollout, self.learner, self.verifier):
             try:
                 part.shutdown()
             except Exception:
                 pass
+        self.log.close(ok=False)  # trackers still open here: the run stopped before finish() closed them
 
 
 def run_rl(conf, run_dir: Path, train: list[Problem], held: list[Problem], policy: str, resume: bool) -> dict:
@@ -260,8 +273,7 @@ def run_rl(conf, run_dir: Path, train: list[Problem], held: list[Problem], polic
                 run.publish_weights(step + 1, batch.timer)     # learner -> engines, in place
                 run.record_outcomes(batch)                     # per-problem pass rates to the scheduler
                 rec = run.log_step(batch, metrics, time.perf_counter() - t0)  # metrics.jsonl, gauges
-                every = run.rl.checkpoint_every
-                if step + 1 == run.total_steps or (every and (step + 1) % every == 0):
+                if ckpts.due(step + 1, run.total_steps, run.rl.checkpoint_every, run.rl.eval_every, run.rl.keep_best):
                     run.checkpoint(step + 1)  # a look-ahead batch in flight is fine: its plan makes a redo identical
             except ray.exceptions.RayActorError as e:  # a learner rank died, in the step or in the checkpoint
                 source.drain()
@@ -272,13 +284,19 @@ def run_rl(conf, run_dir: Path, train: list[Problem], held: list[Problem], polic
             if run.rl.eval_every and step % run.rl.eval_every == 0 and step < run.total_steps:
                 rec["eval_pass1"] = run.evaluate(step)["pass1"]
                 run.log.log({"step": step - 1, "eval_pass1": rec["eval_pass1"], "time": time.time()})
+                run.record_eval(step, rec["eval_pass1"])
             bar.update(1)
             bar.set_postfix(reward=f"{rec['reward_mean']:.2f}", zero_adv=f"{rec['zero_adv_frac']:.2f}",
                             len=f"{rec['len_mean']:.0f}", eval=f"{rec.get('eval_pass1', float('nan')):.2f}")
         bar.close()
         after = run.evaluate(step)
         run.log.log({"step": step, "eval_pass1": after["pass1"]})
-        run.learner.save_hf(run_dir / "final-model")
+        run.record_eval(step, after["pass1"])
+        last = ckpts.step_dir(run_dir / "checkpoints", step)
+        if last.is_dir():  # the last checkpoint holds the same weights: copied, not gathered again
+            ckpts.copy_model(last, run_dir / "final-model")
+        else:
+            run.learner.save_hf(run_dir / "final-model")
         return finish(run, before, after, t_start)
     finally:
         run.close()
@@ -302,12 +320,17 @@ def finish(run: Run, before: dict, after: dict, t_start: float) -> dict:
         "eval_before": before, "eval_after": after,
     }
     (run.dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    png = run.log.plot(run.dir / "curves.png")
+    from trainer.run_log import eval_rows
+
+    run.log.log_table("eval", eval_rows(before, after))  # held-out Pass@j before/after: all, then per subdomain
+    run.log.log_artifact(run.dir / "summary.json")
+    png = run.log.plot(run.dir / "curves.png")  # also sent to the trackers
     show = run.held[:: max(1, len(run.held) // 4)][:4]
     for p, r in zip(show, run.rollout.generate(show, 1, {"temperature": 0.0})):
         tqdm.write(f"  {p.prompt[:48]!r:52s} gold={p.answer or 'tests'!s:8s} -> {r.text[:70]!r}")
     print(summary_table(summary))
     print(f"plots: {png}\nsummary: {run.dir / 'summary.json'}\nmetrics: {run.log.path}")
+    run.log.close()  # the trackers' runs end as finished
     return summary
 
 

@@ -1,12 +1,15 @@
-"""Where a run's numbers go: a JSONL file, Ray dashboard gauges, TensorBoard (optional), PNG plots and a
-summary table. Every step metric is named once, in cluster/telemetry.py, and used by all of them and by the tests."""
+"""Where a run's numbers go: a JSONL file, Ray dashboard gauges, the experiment trackers of
+`tracking.backends` (MLflow, W&B, TensorBoard: trainer/tracking.py), PNG plots and a summary table. Every step
+metric is named once, in cluster/telemetry.py, and used by all of them and by the tests."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from cluster.telemetry import STEP_METRICS, gauge_name, metric
+from trainer.tracking import Tracker, make_trackers
 
 PLOTS = ("reward_mean", "pass_rate", "zero_adv_frac", "len_mean", "trunc_frac", "eval_pass1")
 
@@ -15,16 +18,15 @@ class RunLog:
     def __init__(self, run_dir: Path, tracking=None, config: dict | None = None):
         self.path = run_dir / "metrics.jsonl"
         self.gauges: dict = {}
-        self.tb = None
-        if tracking is not None and "tensorboard" in tracking.backends:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError as e:
-                raise RuntimeError("tracking.backends: [tensorboard] needs the 'tensorboard' package: pip install tensorboard") from e
-            self.tb = SummaryWriter(str(run_dir / "tb"))
+        # the trackers of tracking.backends, each sent the config once, here
+        self.trackers: list[Tracker] = []
+        if tracking is not None:
+            self.trackers = make_trackers(tracking, run_dir, config or {})
 
     def truncate(self, before_step: int) -> None:
-        """Drop records of steps >= before_step (a resumed run redoes them)."""
+        """Drop records of steps >= before_step (a resumed run redoes them). Only here: the trackers keep
+        what they were sent. A redone step is sent to them again at the same step, and a resumed run (a new
+        RunLog) starts a new tracker run beside the first. That is fine: metrics.jsonl is the record."""
         if self.path.exists():
             keep = [line for line in self.path.read_text().splitlines() if json.loads(line)["step"] < before_step]
             self.path.write_text("".join(line + "\n" for line in keep))
@@ -37,10 +39,10 @@ class RunLog:
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
         self._gauges(record)
-        if self.tb is not None:
-            for k, v in record.items():
-                if isinstance(v, int | float) and k not in ("step", "time"):
-                    self.tb.add_scalar(k, v, record["step"])
+        numbers = {k: v for k, v in record.items()
+                   if isinstance(v, int | float) and k not in ("step", "time")}
+        for t in self.trackers:
+            t.log_metrics(numbers, record["step"])
 
     def _gauges(self, record: dict) -> None:
         import ray
@@ -76,11 +78,28 @@ class RunLog:
         fig.tight_layout()
         fig.savefig(out, dpi=90)
         plt.close(fig)
+        self.log_artifact(out)
         return out
 
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
+    def log_table(self, name: str, rows: list[dict]) -> None:
+        for t in self.trackers:
+            t.log_table(name, rows)
+
+    def log_artifact(self, path: Path) -> None:
+        for t in self.trackers:
+            t.log_artifact(path)
+
+    def close(self, ok: bool = True) -> None:
+        """End every tracker's run (finished, or failed with ok=False); a second call does nothing. Every
+        tracker is closed even if one fails to; the first error is raised after."""
+        trackers, self.trackers, err = self.trackers, [], None
+        for t in trackers:
+            try:
+                t.close(ok)
+            except Exception as e:
+                err = err or e
+        if err is not None:
+            raise err
 
 
 def summary_table(summary: dict) -> str:
@@ -89,3 +108,22 @@ def summary_table(summary: dict) -> str:
     width = max(len(k) for k, _ in rows)
     line = "-" * (width + 20)
     return "\n".join([line, *(f"{k:<{width}}  {v}" for k, v in rows), line])
+
+
+def eval_rows(before: dict, after: dict) -> list[dict]:
+    """The held-out eval before and after training as table rows (trainer/eval/score.evaluate's figures): one
+    for all problems, then one per subdomain; columns pass{j}_before, pass{j}_after, pass{j}_gain."""
+    passes = sorted((k for k in after if re.fullmatch(r"pass\d+", k) and k in before),
+                    key=lambda k: int(k[4:]))
+    subs = sorted({k.partition("/")[2] for k in after
+                   if "/" in k and k.partition("/")[0] in passes and k in before})
+    rows = []
+    for sub in ("all", *subs):
+        row: dict = {"subdomain": sub}
+        for p in passes:
+            key = p if sub == "all" else f"{p}/{sub}"
+            b, a = before.get(key), after.get(key)
+            gain = None if a is None or b is None else a - b
+            row.update({f"{p}_before": b, f"{p}_after": a, f"{p}_gain": gain})
+        rows.append(row)
+    return rows

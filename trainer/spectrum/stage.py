@@ -40,8 +40,8 @@ def run_spectrum(conf, out: Path) -> dict:
     t0 = time.perf_counter()
     ckpts = run_sft(conf, base, out / "sft", evals=held + [p for ps in sets.values() for p in ps])
     times["sft_s"] = time.perf_counter() - t0
-    models = [(f"step-{st}", str(p)) for st, p in ckpts]
-    rollout = RolloutPool(models[0][1], conf.rollout, conf.engine, conf.sampling, conf.data.instruction)
+    models = all_checkpoints(out / "sft", ckpts)  # pruned ones too: probe.jsonl holds their scores
+    rollout = RolloutPool(str(ckpts[0][1]), conf.rollout, conf.engine, conf.sampling, conf.data.instruction)
     verifier = VerifierPool(conf.verifier)
     try:
         t0 = time.perf_counter()
@@ -52,7 +52,11 @@ def run_spectrum(conf, out: Path) -> dict:
         merged = out / "merged"
         t0 = time.perf_counter()
         if not (merged / "config.json").exists():
-            merge([dict(models)[spec[s]] for s in subs], merged, conf.spectrum.merge_weights or None)
+            paths = [dict(models)[spec[s]] for s in subs]
+            if gone := [p for p in paths if not (Path(p) / "config.json").exists()]:
+                raise DataError(f"spectrum: merged/ is missing and the specialists {gone} were pruned "
+                                "(sft.keep_best: false); run the stage in a new run_dir")
+            merge(paths, merged, conf.spectrum.merge_weights or None)
         table.update(probe(conf, rollout, verifier, [("merged", str(merged))], sets, out))
         times["merge_and_probe_merged_s"] = time.perf_counter() - t0
         heldout = _heldout(conf, rollout, verifier, stratified_subset(held, conf.rl.eval_max_problems),
@@ -61,6 +65,7 @@ def run_spectrum(conf, out: Path) -> dict:
         rollout.shutdown()
         verifier.shutdown()
     report = make_report(table, spec, models, heldout, times, conf.spectrum.probe_k)
+    report["pruned"] = prune_sft(conf.sft, models, spec)  # after the merge: nothing left in the stage needs them
     (out / "report.json").write_text(json.dumps(report, indent=1))
     text = write_table(table, conf.spectrum.probe_k, out)
     (out / "report.md").write_text(report_md(report, text))
@@ -69,6 +74,42 @@ def run_spectrum(conf, out: Path) -> dict:
     print(f"specialists: {spec}\nmerged mean Pass@{conf.spectrum.probe_k} {report['merged_mean_pass_at_k']:.3f} vs "
           f"best single {report['best_single_mean_pass_at_k']:.3f} ({report['best_single']})\nreport: {out / 'report.md'}")
     return report
+
+
+def all_checkpoints(sft_dir: Path, ckpts: list[tuple[int, Path]]) -> list[tuple[str, str]]:
+    """("step-N", dir) of every SFT checkpoint saved (sft/checkpoints.json), those pruned since included, so a rerun
+    sees the same probe table and picks the same specialists; `ckpts` are the ones on disk."""
+    listed = sft_dir / "checkpoints.json"
+    every = {e["step"]: e["path"] for e in json.loads(listed.read_text())} if listed.exists() else {}
+    every.update((st, str(p)) for st, p in ckpts)
+    return [(f"step-{st}", p) for st, p in sorted(every.items())]
+
+
+def prune_sft(s, models: list[tuple[str, str]], spec: dict[str, str]) -> list[str]:
+    """Apply sft.keep_last (the newest N; 0 = all) and sft.keep_best (each subdomain's specialist) to the SFT
+    checkpoints once they are probed and merged; returns the names pruned. A pruned folder stays, emptied but for
+    PRUNED.txt: Ray Train's run snapshot lists it, and a longer SFT run later resumes from the newest, always kept."""
+    import shutil
+
+    from trainer.checkpoints import keep
+
+    on_disk = {int(n.split("-")[1]): Path(p) for n, p in models if (Path(p) / "config.json").exists()}
+    also = {int(n.split("-")[1]) for n in spec.values()} if s.keep_best else set()
+    pruned = sorted(set(on_disk) - keep(list(on_disk), s.keep_last, also))
+    for st in pruned:
+        d = on_disk[st]
+        for name in ("sft_state.json", "config.json"):  # first: a kill midway leaves no half checkpoint listed
+            (d / name).unlink()
+        for child in d.iterdir():
+            if child.is_dir():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+        (d / "PRUNED.txt").write_text(f"SFT step {st}: pruned after probing (sft.keep_last={s.keep_last}, "
+                                      f"sft.keep_best={s.keep_best}); its probe scores are in probe.jsonl\n")
+    if pruned:
+        print(f"spectrum: pruned SFT checkpoints {pruned} (sft.keep_last / sft.keep_best)")
+    return [f"step-{st}" for st in pruned]
 
 
 def _heldout(conf, rollout, verifier, held, models: dict[str, str], path: Path) -> dict:
