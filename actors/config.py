@@ -108,6 +108,12 @@ class LearnerConfig:
     warmup_steps: int = cfg(0, "linear LR warmup steps, then constant", ge=0)
     grad_clip: float = cfg(1.0, "global gradient-norm clip", gt=0)
     micro_batch_tokens: int = cfg(4096, "padded tokens (rows x longest row) per micro-batch", ge=1)
+    logprob_chunk_tokens: int = cfg(1024, "tokens per chunk of the LM head + log_softmax + gather + entropy; "
+                                          "peak memory grows with the chunk, not with micro_batch_tokens x "
+                                          "vocab (0 = the whole sequence at once)", ge=0)
+    gradient_checkpointing: bool = cfg(False, "recompute each decoder layer's activations in the backward "
+                                              "pass (HF gradient_checkpointing_enable); shared by the SFT "
+                                              "engine")
     ppo_epochs: int = cfg(1, "optimizer steps per rollout batch; 1 = strictly on-policy (ratio = 1)", ge=1)
     logprobs_source: Literal["learner", "engine"] = cfg("learner", "pi_old from: learner (recomputed) | engine (rollout logprobs)")
     loss: LossConfig = cfg(LossConfig(), "the RL loss")

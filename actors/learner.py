@@ -85,7 +85,8 @@ class LearnerWorker:
         init_process_group(c.device, self.rank, self.world, master_addr, master_port)
         self.engine = TrainEngine(self.model_path, device=c.device, zero_stage=c.zero_stage, dtype=c.dtype,
                                   grad_clip=c.grad_clip, lr=c.lr, weight_decay=c.weight_decay,
-                                  schedule=lr_lambda(c.warmup_steps), seed=c.seed, rank=self.rank, world=self.world)
+                                  schedule=lr_lambda(c.warmup_steps), seed=c.seed, rank=self.rank,
+                                  world=self.world, gradient_checkpointing=c.gradient_checkpointing)
         self.device = self.engine.torch_device
         self.ref = None
         if c.loss.kl_coef:  # reference model only when the KL term is on
@@ -112,12 +113,14 @@ class LearnerWorker:
         old: list[Tensor | None] = [None] * len(mbs)
         if c.logprobs_source == "learner" and c.ppo_epochs > 1:
             with torch.no_grad():
-                old = [token_logprobs(eng, m["input_ids"], m["attention_mask"], False)[0] for m in mbs]
+                old = [token_logprobs(eng, m["input_ids"], m["attention_mask"], False,
+                                      chunk=c.logprob_chunk_tokens)[0] for m in mbs]
         sums: dict[str, float] = {}
         for _ in range(c.ppo_epochs):
             for m, old_m in zip(mbs, old):
                 logp, ent = token_logprobs(eng, m["input_ids"], m["attention_mask"], True,
-                                           entropy_grad=c.loss.entropy_coef != 0)
+                                           entropy_grad=c.loss.entropy_coef != 0,
+                                           chunk=c.logprob_chunk_tokens)
                 if c.logprobs_source == "engine":
                     old_m = m["rollout_logp"]
                 elif old_m is None:  # strictly on-policy: pi_old is the current policy, ratio = 1
@@ -125,7 +128,8 @@ class LearnerWorker:
                 ref = None
                 if self.ref is not None:
                     with torch.no_grad():
-                        ref = token_logprobs(self.ref, m["input_ids"], m["attention_mask"], False)[0]
+                        ref = token_logprobs(self.ref, m["input_ids"], m["attention_mask"], False,
+                                             chunk=c.logprob_chunk_tokens)[0]
                 loss, met = policy_loss(logp, old_m, m["advantages"], m["weights"], c.loss, ref_logp=ref,
                                         rollout_logp=m["rollout_logp"], entropy=ent)
                 eng.backward(loss)

@@ -128,6 +128,5 @@ def load_problems(path: str | Path) -> list[Problem]:
         return load_parquet(path)
     if path.suffix in (".jsonl", ".json"):
         return load_jsonl(path)
-    from trainer.data.sources import load_source  # other formats: the datasets library
-
-    return load_source(str(path))
+    raise DataError(f"{path}: unknown dataset format '{path.suffix}' (expected .jsonl or .parquet here; other "
+                    "formats load as data.train sources, trainer/data/sources.py)")

@@ -63,7 +63,7 @@ def probe_sets(conf) -> dict[str, list[Problem]]:
     """{subdomain: probe problems}, disjoint from the training and held-out problems: carved from the toy
     training split, or read from `spectrum.probe_files` (problems whose text is a train or held-out problem's
     are dropped)."""
-    from trainer.data.problems import load_problems
+    from trainer.data.sources import load_source
 
     s = conf.spectrum
     if not s.probe_files:
@@ -71,7 +71,7 @@ def probe_sets(conf) -> dict[str, list[Problem]]:
             raise DataError("spectrum.probe_files: needed when data.train is set (probe sets for your own data)")
         return carve_probe(conf, toy_split(conf)[0])[1]
     train, held = load_problems_for(conf)
-    pool = [p for f in s.probe_files for p in load_problems(f)]
+    pool = [p for f in s.probe_files for p in load_source(f)]
     seen = {" ".join(p.prompt.lower().split()) for p in train + held}
     out = {}
     for sub in s.probe_subdomains:

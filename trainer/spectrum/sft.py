@@ -5,8 +5,9 @@ Ray Train's `TorchTrainer` starts the ranks and their (gloo / NCCL) process grou
 learner actors run), reading its shard of a Ray Data dataset. The loss is on response tokens only,
 token-mean over the global batch (`sft_loss` beside `policy_loss` in actors/losses.py). Every
 `save_every` steps all ranks report a checkpoint: an HF model directory (loadable by vLLM and
-transformers as it is) with the DeepSpeed state under `ds/`; Ray Train's `CheckpointConfig` keeps them
-under `storage_path`, and a restarted rank (`FailureConfig`) or a rerun resumes from the last one.
+transformers as it is) with the DeepSpeed state under `ds/` (in the newest checkpoint only: a callback in the
+Train controller drops it from the older ones); Ray Train's `CheckpointConfig` keeps them under `storage_path`, and
+a restarted rank (`FailureConfig`) or a rerun resumes from the last one.
 
 Data: the problems' solution traces (the toy tasks' several styles per problem), or JSONL/parquet files of
 chat pairs (`messages` lists as TRL/OpenRLHF SFT data, TRL's `prompt`/`completion`, or `prompt`/`response`),
@@ -85,6 +86,11 @@ def render(tokenizer: Any, messages: list[dict]) -> dict[str, list[int]]:
             + [tokenizer.eos_token_id]}
 
 
+def _trace(p: Problem, trace: str) -> str:
+    """A code problem's bare reference solution in a fenced block, the shape the code grader reads answers in."""
+    return f"```python\n{trace.strip()}\n```" if p.kind == "code" and "```" not in trace else trace
+
+
 def build_examples(tokenizer: Any, conf, evals: list[Problem]) -> tuple[list[dict], dict[str, int]]:
     """The SFT examples (token ids) after n-gram decontamination against `evals`, and the counts."""
     from trainer.data.decontam import decontaminate
@@ -95,7 +101,8 @@ def build_examples(tokenizer: Any, conf, evals: list[Problem]) -> tuple[list[dic
     else:  # each solution trace of each training problem, as a user turn (the RL prompt) and the trace
         instr = conf.data.instruction
         convs = [[{"role": "user", "content": f"{p.prompt}\n{instr}".strip() if instr else p.prompt},
-                  {"role": "assistant", "content": trace}] for p in load_problems_for(conf)[0] for trace in p.solutions]
+                  {"role": "assistant", "content": _trace(p, trace)}]
+                 for p in load_problems_for(conf)[0] for trace in p.solutions]
     items = [Problem(id=str(i), prompt="\n".join(m["content"] for m in c), kind="math") for i, c in enumerate(convs)]
     report = decontaminate(items, evals, n=conf.sft.decontam_ngram)
     examples = [render(tokenizer, convs[int(p.id)]) for p in report.kept]
@@ -162,7 +169,8 @@ def train_loop(c: dict) -> None:
     eng = TrainEngine(c["model_path"], device=c["device"], zero_stage=c["zero_stage"], dtype=c["dtype"],
                       grad_clip=c["grad_clip"], lr=s["lr"], weight_decay=s["weight_decay"],
                       schedule=lr_lambda(round(s["warmup_ratio"] * steps), steps, s["min_lr_ratio"]),
-                      seed=s["seed"] + rank, rank=rank, world=world)
+                      seed=s["seed"] + rank, rank=rank, world=world,
+                      gradient_checkpointing=c["gradient_checkpointing"])
     start = 0
     ckpt = ray.train.get_checkpoint()
     if ckpt is not None:  # a restart (FailureConfig) or a rerun on the same storage: continue from it
@@ -189,7 +197,7 @@ def train_loop(c: dict) -> None:
             t = int(b["attention_mask"][rows_].sum(1).max())
             ids, attn = b["input_ids"][rows_, :t].to(dev), b["attention_mask"][rows_, :t].to(dev)
             w = b["weights"][rows_, :t].to(dev) * (0 if idx == [-1] else 1)
-            loss = sft_loss(token_logprobs(eng, ids, attn, False)[0], w)
+            loss = sft_loss(token_logprobs(eng, ids, attn, False, chunk=c["logprob_chunk_tokens"])[0], w)
             eng.backward(loss)
             loss_sum += loss.item()
         m = eng.step()
@@ -211,6 +219,39 @@ def train_loop(c: dict) -> None:
 
 
 # ---- the driver ----------------------------------------------------------------------------------------
+
+def drop_optimizer_state(fs, latest: str) -> list[str]:
+    """Delete `ds/` (the DeepSpeed optimizer state: only a resume needs it, and a resume starts from the latest)
+    from every other checkpoint of the run beside `latest`; `fs` is the checkpoints' pyarrow filesystem."""
+    from pyarrow import fs as pafs
+
+    latest = latest.rstrip("/")
+    dropped = []
+    for info in fs.get_file_info(pafs.FileSelector(latest.rsplit("/", 1)[0])):
+        ds = f"{info.path.rstrip('/')}/ds"
+        if info.base_name.startswith("checkpoint-") and info.path.rstrip("/") != latest and \
+                fs.get_file_info(ds).type == pafs.FileType.Directory:
+            fs.delete_dir(ds)
+            dropped.append(ds)
+    return dropped
+
+
+def drop_older_optimizer_state_callback():
+    """A Ray Train callback: it runs in the Train controller after every rank has reported a checkpoint and Train has
+    recorded it as the one to resume from, and drops `ds/` from the older checkpoints."""
+    import ray.train
+
+    class DropOlderOptimizerState(ray.train.UserCallback):
+        def after_report(self, run_context, metrics, checkpoint) -> None:
+            if checkpoint is None:
+                return
+            try:
+                drop_optimizer_state(checkpoint.filesystem, checkpoint.path)
+            except OSError as e:  # disk space only: never fail the training run for it
+                print(f"sft: could not drop the older checkpoints' optimizer state: {e}")
+
+    return DropOlderOptimizerState()
+
 
 def checkpoints(storage: Path) -> list[tuple[int, Path]]:
     """(step, dir) of every saved SFT checkpoint under `storage`, in step order."""
@@ -256,6 +297,8 @@ def run_sft(conf, model_path: str, out: Path, evals: list[Problem]) -> list[tupl
         train_loop_config={
             "model_path": str(Path(model_path).resolve()), "device": conf.learner.device,
             "zero_stage": conf.learner.zero_stage, "dtype": conf.learner.dtype, "grad_clip": conf.learner.grad_clip,
+            "logprob_chunk_tokens": conf.learner.logprob_chunk_tokens,
+            "gradient_checkpointing": conf.learner.gradient_checkpointing,
             "steps": s.steps, "sft": {k: getattr(s, k) for k in ("batch_size", "lr", "weight_decay", "warmup_ratio",
                                                                "min_lr_ratio", "save_every", "micro_batch_tokens", "seed")},
             "pad_id": tok.pad_token_id or 0, "metrics_path": str(metrics_path.resolve()),
@@ -267,6 +310,7 @@ def run_sft(conf, model_path: str, out: Path, evals: list[Problem]) -> list[tupl
         run_config=ray.train.RunConfig(
             name="ray-train", storage_path=storage_root,
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=None),
+            callbacks=[drop_older_optimizer_state_callback()],  # ds/ only in the newest checkpoint
             failure_config=ray.train.FailureConfig(max_failures=s.max_failures)),
         datasets={"train": ds},
     )
@@ -296,5 +340,8 @@ def run_sft(conf, model_path: str, out: Path, evals: list[Problem]) -> list[tupl
     if result.error:
         raise RuntimeError(f"sft: Ray Train failed: {result.error}")
     saved = checkpoints(storage)
-    (out / "checkpoints.json").write_text(json.dumps([{"step": st, "path": str(p)} for st, p in saved], indent=1))
+    listed = out / "checkpoints.json"  # every checkpoint saved, those the Spectrum stage pruned since included
+    every = {e["step"]: e["path"] for e in json.loads(listed.read_text())} if listed.exists() else {}
+    every.update((st, str(p)) for st, p in saved)
+    listed.write_text(json.dumps([{"step": st, "path": p} for st, p in sorted(every.items())], indent=1))
     return saved
