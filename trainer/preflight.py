@@ -235,6 +235,17 @@ def _gpus_here() -> int:
     return sum(1 for line in out.splitlines() if line.startswith("GPU "))
 
 
+def _gpu_memory_gib() -> float | None:
+    """The smallest visible GPU's memory, or None where there is none."""
+    if not shutil.which("nvidia-smi"):
+        return None
+    import subprocess
+
+    out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+                         capture_output=True, text=True, timeout=20).stdout.split()
+    return min(float(x) for x in out) / 1024 if out else None
+
+
 def check_resources(conf, rep: Report, stage: str) -> None:
     stages = ("sft", "rl") if stage in ("all", "spectrum") else (stage,)
     for st in stages:
@@ -295,8 +306,11 @@ def _fit(conf, rep: Report, name: str, terms: list, copies: int, gpu: bool) -> N
     """One plan against one device (GPU) or this host's memory (CPU: every rank and engine share it)."""
     parts = ", ".join(f"{t.name} {gib(t.bytes)}" for t in terms)
     if gpu:
-        cap = conf.cluster.gpu_memory_gib * GIB * (conf.engine.gpu_memory_utilization if name == "engine" else 1)
-        need, scope = total(terms), f"per GPU (cluster.gpu_memory_gib={conf.cluster.gpu_memory_gib:g}" + (
+        dev, src = _gpu_memory_gib(), "this machine's GPU"
+        if dev is None:
+            dev, src = conf.cluster.gpu_memory_gib, "cluster.gpu_memory_gib"
+        cap = dev * GIB * (conf.engine.gpu_memory_utilization if name == "engine" else 1)
+        need, scope = total(terms), f"per GPU ({src}={dev:g}" + (
             f" x engine.gpu_memory_utilization={conf.engine.gpu_memory_utilization:g})" if name == "engine" else ")")
     else:
         extra = conf.engine.kv_cache_gib * GIB if name == "engine" else 0
