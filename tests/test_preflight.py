@@ -32,17 +32,16 @@ def test_the_gpu_config_passes_as_far_as_this_machine_can_check_and_lists_what_n
     assert {st for _, st, _ in rows(out)} == {"ok", "skip"} and "0 failed" in out
 
 
-def test_no_sft_data_is_refused_before_anything_starts_naming_what_is_missing(capsys):
-    import ray
-
+def test_no_sft_data_is_refused_before_anything_starts_naming_what_is_missing(capsys, tmp_path):
     plain = ["data.train=[data/train/math/math_train.jsonl.gz, data/train/code/mbpp_train.jsonl]", "sft.files=[]"]
     assert main(["check", "--config", GPU, *plain]) == 2
     out = capsys.readouterr().out
     assert [(c, st) for c, st, _ in rows(out) if st == "fail"] == [("sft", "fail")]
     assert "no SFT data: sft.files is empty and no training problem has `solutions`" in out
-    assert main(["pipeline", "--config", GPU, *plain]) == 2  # the pipeline's own preflight, before any stage
+    run_dir = tmp_path / "run"
+    assert main(["pipeline", "--config", GPU, f"run_dir={run_dir}", *plain]) == 2  # its preflight, before any stage
     err = capsys.readouterr().err
-    assert "preflight failed" in err and "no SFT data" in err and not ray.is_initialized()
+    assert "preflight failed" in err and "sft: no SFT data" in err and not run_dir.exists()  # nothing started
 
 
 def test_an_oversized_micro_batch_is_refused_on_memory_naming_the_term():

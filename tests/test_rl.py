@@ -223,11 +223,11 @@ def test_learner_killed_while_checkpointing_restarts_from_the_previous_checkpoin
                        small(run_dir, tiny_model_dir, "rl.eval_every=0", "rl.pipeline=false"))
     save, calls = rl.Run.checkpoint, []
 
-    def checkpoint_with_kill(self, step):
+    def checkpoint_with_kill(self, step, resume_state=True):
         calls.append(step)
         if calls == [2, 4]:
             assert kill_actor("LearnerWorker")
-        return save(self, step)
+        return save(self, step, resume_state)
 
     monkeypatch.setattr(rl.Run, "checkpoint", checkpoint_with_kill)
     # Weights never pass through the driver: nothing it receives from Ray is near the state dict's size.

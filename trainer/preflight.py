@@ -187,7 +187,7 @@ def check_sft(conf, rep: Report) -> None:
     train = load_problems_for(conf)[0]
     n = sum(len(p.solutions) for p in train)
     if n == 0:
-        raise DataError("sft: no SFT data: sft.files is empty and no training problem has `solutions` (give chat "
+        raise DataError("no SFT data: sft.files is empty and no training problem has `solutions` (give chat "
                         "pairs in sft.files, or map a worked-solution column, e.g. data.train: [{path: F, fields: "
                         "{solutions: solution}}])")
     rep.add("sft data", "ok", f"{n} solution traces of {sum(1 for p in train if p.solutions)} training problems "

@@ -186,15 +186,24 @@ class Run:
         return rec
 
     # ---- checkpoints and failures -----------------------------------------------------------------
-    def checkpoint(self, step: int) -> None:
+    def checkpoint(self, step: int, resume_state: bool = True) -> None:
         """A loadable HF folder checkpoints/step-N (kept by rl.keep_last / rl.keep_best; trainer/checkpoints.py),
-        then the DeepSpeed resume state checkpoint/ (the latest only); listed in the index once both are saved."""
+        then, at rl.checkpoint_every and the end, the DeepSpeed resume state checkpoint/ (the latest only; an
+        eval step's checkpoint for keep_best is the HF folder alone); listed in the index once saved."""
         root = self.dir / "checkpoints"
         staged = ckpts.staging(root, step)
         self.learner.save_hf(staged)
-        self.learner.save_checkpoint(self.dir / "checkpoint", extra={"step": step, "restarts": self.restarts})
+        if resume_state:
+            self.learner.save_checkpoint(self.dir / "checkpoint", extra={"step": step, "restarts": self.restarts})
         ckpts.add(root, step, staged, self.rl.keep_last, self.rl.keep_best, policy=str(self.policy),
                   train_problems=len(self.train_problems), held_out_problems=len(self.held))
+
+    def maybe_checkpoint(self, step: int) -> None:
+        """After `step` steps: the HF folder when due (trainer/checkpoints.py `due`), the resume state with it at
+        rl.checkpoint_every and at the end."""
+        every = self.rl.checkpoint_every
+        if ckpts.due(step, self.total_steps, every, self.rl.eval_every, self.rl.keep_best):
+            self.checkpoint(step, resume_state=step == self.total_steps or bool(every and step % every == 0))
 
     def record_eval(self, step: int, pass1: float) -> None:
         """The held-out Pass@1 of step N into the checkpoint index (the keep policy may now pick another best)."""
@@ -273,8 +282,7 @@ def run_rl(conf, run_dir: Path, train: list[Problem], held: list[Problem], polic
                 run.publish_weights(step + 1, batch.timer)     # learner -> engines, in place
                 run.record_outcomes(batch)                     # per-problem pass rates to the scheduler
                 rec = run.log_step(batch, metrics, time.perf_counter() - t0)  # metrics.jsonl, gauges
-                if ckpts.due(step + 1, run.total_steps, run.rl.checkpoint_every, run.rl.eval_every, run.rl.keep_best):
-                    run.checkpoint(step + 1)  # a look-ahead batch in flight is fine: its plan makes a redo identical
+                run.maybe_checkpoint(step + 1)  # a look-ahead batch in flight is fine: its plan makes a redo identical
             except ray.exceptions.RayActorError as e:  # a learner rank died, in the step or in the checkpoint
                 source.drain()
                 step = run.restart_learner(e)
