@@ -4,14 +4,29 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 from pathlib import Path
 
 from cluster.local import ClusterError
 from ssp.config import ConfigError, describe, load_config, to_dict
-from ssp.io import DataError, check_output
+from ssp.io import DataError, check_output, check_output_dir, replace_dir
 from ssp.tree import add_config_args, load_tree
 from trainer.preflight import preflight, require
+
+# Errors a library raises for an input it cannot use (not our bugs): missing/unreadable paths, paths through a
+# regular file, undecodable text, malformed JSON/YAML, a file of the wrong format (safetensors, parquet). Only
+# modules the command imported can have raised theirs, so nothing is imported here.
+_LIBRARY_INPUT_ERRORS = (("yaml", "YAMLError"), ("safetensors", "SafetensorError"), ("pyarrow", "ArrowInvalid"))
+
+
+OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
+
+
+def input_errors() -> tuple[type[BaseException], ...]:
+    extra = [getattr(sys.modules[m], n) for m, n in _LIBRARY_INPUT_ERRORS if hasattr(sys.modules.get(m), n)]
+    return (OSError, UnicodeError, json.JSONDecodeError, *extra)
 
 
 def positive_int(text: str) -> int:
@@ -40,6 +55,7 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
     from trainer.models.tiny import MARKER, build
 
     conf = load_tree(args)
+    check_output_dir(args.out or conf.model.path, [], MARKER, "ssp tiny-model")  # never over a model of yours
     out = build(conf.model.tiny, args.out or conf.model.path)
     info = json.loads((out / MARKER).read_text())
     print(f"tiny model: {out}  params={info['params']:,}  vocab={info['vocab']}")
@@ -50,10 +66,14 @@ def cmd_toy_data(args: argparse.Namespace) -> int:
     from trainer.data import toy_tasks
 
     conf = load_tree(args)
-    train, held = toy_tasks.split(toy_tasks.generate(conf.data.toy), seed=conf.data.toy.seed)
     out = Path(args.out)
-    toy_tasks.write_jsonl(train, out / "train.jsonl")
-    toy_tasks.write_jsonl(held, out / "eval.jsonl")
+    check_output_dir(out, [], "toy_data.json", "ssp toy-data")  # a folder of yours is never written into
+    train, held = toy_tasks.split(toy_tasks.generate(conf.data.toy), seed=conf.data.toy.seed)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    toy_tasks.write_jsonl(train, tmp / "train.jsonl")
+    toy_tasks.write_jsonl(held, tmp / "eval.jsonl")
+    (tmp / "toy_data.json").write_text(json.dumps({"toy": to_dict(conf)["data"]["toy"]}, indent=1))
+    replace_dir(tmp, out)
     print(f"toy data: {len(train)} train, {len(held)} held-out problems in {out}")
     return 0
 
@@ -92,7 +112,18 @@ def cmd_rl(args: argparse.Namespace) -> int:
     if args.resume:
         from ssp.tree import SSPConfig
 
-        conf = load_config(SSPConfig, Path(args.resume) / "config.yaml", [f"run_dir={args.resume}", *args.overrides])
+        saved = Path(args.resume) / "config.yaml"
+        conf = load_config(SSPConfig, saved, [f"run_dir={args.resume}", *args.overrides])
+        if args.config:  # a resumed run keeps its config: a --config that says otherwise is refused, not ignored
+            given = to_dict(load_config(SSPConfig, args.config, [f"run_dir={args.resume}", *args.overrides]))
+            ours = to_dict(conf)
+            diff = [k for k in sorted(set(_flat(given)) | set(_flat(ours))) if _flat(given).get(k) != _flat(ours).get(k)]
+            if diff:
+                raise ConfigError(f"rl --resume {args.resume}: --config {args.config} differs from the run's saved "
+                                  f"{saved} in {diff[:8]}{' ...' if len(diff) > 8 else ''}; a resumed run keeps its "
+                                  "config (drop --config, or give key=value overrides for what may change)")
+        if args.overrides:
+            print(f"rl --resume: the saved config with {' '.join(args.overrides)}")
     else:
         conf = load_tree(args)  # a bad config fails here, before Ray, vLLM or DeepSpeed are imported
     require(conf, "rl")
@@ -100,6 +131,13 @@ def cmd_rl(args: argparse.Namespace) -> int:
 
     summary = rl_main(conf, resume=bool(args.resume))
     return 0 if summary else 1
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out: dict = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v})
+    return out
 
 
 def cmd_sft(args: argparse.Namespace) -> int:
@@ -332,12 +370,32 @@ def main(argv: list[str] | None = None) -> int:
     from cluster.env import apply
 
     apply()  # the process env every command's workers inherit (cluster/env.py)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # overrides after an option (`--config F a=1 --k 2 b=2`): argparse leaves the later ones over
+        if hasattr(args, "overrides") and all(OVERRIDE.match(x) for x in extra):
+            args.overrides = [*args.overrides, *extra]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args) or 0)
-    except (ClusterError, ConfigError, DataError, FileExistsError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
-        print(f"ssp {args.command}: {e}", file=sys.stderr)  # bad input: a message, never a traceback
+    except (ClusterError, ConfigError, DataError) as e:  # the project's own bad-input errors name what and why
+        print(f"ssp {args.command}: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"ssp {args.command}: interrupted; what finished is kept (rerun the command to continue)",
+              file=sys.stderr)
+        return 130
+    except Exception as e:
+        if isinstance(e, input_errors()):  # a library refused an input (a path, a file's bytes or format)
+            print(f"ssp {args.command}: {type(e).__name__}: {e} — check the files and options given", file=sys.stderr)
+            return 2
+        import traceback  # anything else is a bug of ours: the traceback, and a line that says so
+
+        traceback.print_exc()
+        print(f"ssp {args.command}: this is a bug in ssp-rl, not a problem with your input; please report it with "
+              "the traceback above", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -156,6 +156,20 @@ def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
 class _NoAliasLoader(yaml.SafeLoader):
     """safe_load without anchors/aliases: a few hundred bytes of nested aliases expand to gigabytes."""
 
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                hash(key)
+            except TypeError:
+                continue  # an unhashable key: SafeLoader's own error names it
+            if key in seen:
+                raise ConfigError(f"line {key_node.start_mark.line + 1}: key {show(key)} is given twice (YAML would "
+                                  "keep only the last)")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             mark = self.peek_event().start_mark
@@ -182,13 +196,34 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), yaml_load(raw, f"config override {show(text)}") if raw != "" else ""
 
 
-def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
-    """Build `cls` from defaults, then the YAML file at `path`, then `key.sub=value` overrides."""
+def _wants_text(cls: type, dotted: str) -> bool:
+    """Whether the config key `dotted` of `cls` is a string field (str, or str | None)."""
+    typ: Any = cls
+    for part in dotted.split("."):
+        if not dataclasses.is_dataclass(typ):
+            return False
+        hints = typing.get_type_hints(typ)
+        if part not in hints:
+            return False
+        typ = hints[part]
+    args = [a for a in typing.get_args(typ) if a is not type(None)] if typing.get_origin(typ) in (
+        typing.Union, types.UnionType) else [typ]
+    return args == [str]
+
+
+def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None,
+                section: str | None = None) -> T:
+    """Build `cls` from defaults, then the YAML file at `path`, then `key.sub=value` overrides. With `section`
+    (e.g. "verifier"), `cls` is that section of the whole tree: a whole-tree file gives its `section:` mapping, and
+    overrides may be written `section.key=value` or `key=value`."""
     tree: dict[str, Any] = {}
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"{path}: not a file" if p.exists() else f"{path}: no such config file")
+        from ssp.io import DataError, regular_file
+
+        try:
+            p = regular_file(path, "a YAML config file")
+        except DataError as e:
+            raise ConfigError(str(e).replace("no such file", "no such config file")) from None
         try:
             text = p.read_text()
         except (OSError, UnicodeDecodeError) as e:
@@ -197,8 +232,15 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: top level must be a mapping")
         tree = loaded
+        if section and isinstance(tree.get(section), dict):  # a whole config tree: its section
+            tree = tree[section]
     for o in overrides or []:
         k, v = parse_override(o)
+        if section and k.startswith(section + "."):
+            k = k[len(section) + 1:]
+        raw = o.split("=", 1)[1]
+        if _wants_text(cls, k) and not isinstance(v, str) and isinstance(v, int | float | bool) and raw.strip():
+            v = raw  # a path or name that YAML reads as a number or a boolean (run_dir=2024, model.path=007)
         _set_path(tree, k, v)
     try:
         return _build(cls, tree)

@@ -14,13 +14,30 @@ class DataError(ValueError):
     """Malformed input; the message says `file:line: field ...`."""
 
 
+def regular_file(path: str | Path, what: str = "a file") -> Path:
+    """`path` as a Path if it is a regular file; a DataError naming it otherwise (a FIFO or a device would block
+    or never end, a folder cannot be read as one)."""
+    import stat
+
+    p = Path(path)
+    try:
+        mode = p.stat().st_mode
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read ({e.strerror})") from None
+    if stat.S_ISDIR(mode):
+        raise DataError(f"{path}: is a directory, expected {what}")
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else \
+            "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
+        raise DataError(f"{path}: is {kind}, expected {what} (a regular file)")
+    return p
+
+
 def iter_jsonl(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """(`file:line`, object) for every non-blank line; bad JSON or a non-object raises DataError naming both."""
-    p = Path(path)
-    if p.is_dir():
-        raise DataError(f"{path}: is a directory, expected a JSONL file")
-    if not p.exists():
-        raise DataError(f"{path}: no such file")
+    p = regular_file(path, "a JSONL file")
     with p.open("rb") as f:
         for n, raw in enumerate(f, 1):
             try:
@@ -57,3 +74,32 @@ def check_output(out: str | None, inputs: list[str]) -> None:
         raise DataError(f"{out}: its folder {parent} does not exist")
     if not os.access(parent, os.W_OK) or (o.exists() and not os.access(o, os.W_OK)):
         raise DataError(f"{out}: not writable")
+
+
+def check_output_dir(out: str | Path, inputs: list[str | Path], marker: str, what: str) -> None:
+    """Refuse, before any work starts, an output folder that would destroy something: an input or a folder that
+    holds an input, a regular file, or an existing non-empty folder this command did not write (it has no
+    `marker` file). A folder with the marker is this command's earlier output and may be replaced."""
+    o = Path(out).resolve()
+    for i in inputs:
+        ip = Path(i).resolve()
+        if o == ip or o in ip.parents:
+            raise DataError(f"{out}: the output folder is (or holds) the input {i}; choose a new folder")
+    if o.exists() and not o.is_dir():
+        raise DataError(f"{out}: exists and is not a folder")
+    if o.is_dir() and any(o.iterdir()) and not (o / marker).is_file():
+        raise DataError(f"{out}: exists, is not empty and was not written by {what} (no {marker}); choose a new "
+                        "or empty folder")
+
+
+def replace_dir(tmp: Path, out: Path) -> None:
+    """Move the finished folder `tmp` to `out`, replacing an earlier output there (checked by check_output_dir)
+    only once the new one is complete."""
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    if old.exists():
+        import shutil
+
+        shutil.rmtree(old)

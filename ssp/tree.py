@@ -68,6 +68,13 @@ class SSPConfig:
 
     def __post_init__(self) -> None:
         """Checks that span sections, at load time (before Ray, vLLM or DeepSpeed start)."""
+        for key, value in (("rl.phases", self.rl.phases), ("spectrum.probe_subdomains", self.spectrum.probe_subdomains)):
+            if not value:
+                raise ConfigError(f"config key '{key}': must not be empty")
+        loss = self.learner.loss
+        if loss.icepop_low >= loss.icepop_high:
+            raise ConfigError(f"config key 'learner.loss.icepop_low': {loss.icepop_low} must be below "
+                              f"learner.loss.icepop_high={loss.icepop_high}")
         for i, ph in enumerate(self.rl.phases):
             if ph.max_tokens >= self.engine.max_model_len:
                 raise ConfigError(f"config key 'rl.phases[{i}].max_tokens': {ph.max_tokens} leaves no room for the "

@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 
@@ -65,7 +66,7 @@ def test_bad_input_is_a_message_not_a_traceback(tmp_path):
         (["verify", "--input", str(binary)], f"{binary}:2: not UTF-8"),
         (["verify", "--input", str(deep)], f"{deep}:1: JSON nested too deeply"),
         (["verify", "--input", str(empty_tests)], f"{empty_tests}:1: field 'tests'"),
-        (["verify", "--input", str(ok), "--config", str(tmp_path)], "not a file"),
+        (["verify", "--input", str(ok), "--config", str(tmp_path)], "is a directory, expected a YAML config file"),
         (["verify", "--input", str(ok), "num_workers=["], "not valid YAML"),
         (["verify", "--input", str(ok), "num_workers=0"], "'num_workers': must be >= 1, got 0"),
         (["verify", "--input", str(ok), "max_concurrency=0"], "'max_concurrency': must be >= 1"),
@@ -106,3 +107,109 @@ def test_bad_choices_fail_fast_naming_the_key_and_the_valid_values():
             out = run(command, "--config", "configs/tiny-cpu.yaml", override)
             assert out.returncode == 2 and key in out.stderr and valid in out.stderr, (command, override, out.stderr)
             assert "Traceback" not in out.stderr
+
+
+def test_outputs_never_destroy_inputs_or_folders_the_command_did_not_write(tmp_path, tiny_model_dir):
+    """`ssp merge` and `ssp tiny-model` refuse an --out that holds their inputs, a folder of other files, or a
+    real model they did not build; the refused folders are left byte for byte; NaN weights are refused."""
+    import shutil
+
+    models = tmp_path / "models"
+    a, b = models / "a", models / "b"
+    shutil.copytree(tiny_model_dir, a)
+    shutil.copytree(tiny_model_dir, b)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    real = tmp_path / "real-model"
+    shutil.copytree(tiny_model_dir, real)
+    (real / "ssp_tiny_model.json").unlink(missing_ok=True)  # a model we did not build: no marker
+
+    def snapshot(d):
+        return {p.relative_to(d): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+    before = {d: snapshot(d) for d in (models, other, real)}
+    for argv, msg in ((["merge", "--models", str(a), str(b), "--out", str(models)], r"or holds\) the input"),
+                      (["merge", "--models", str(a), str(b), "--out", str(other)], "not written by ssp merge"),
+                      (["merge", "--models", str(a), str(b), "--out", str(tmp_path / "m"), "--weights", "nan",
+                        "0.5"], "finite number in \\[0, 1\\]"),
+                      (["merge", "--models", str(a), str(b), "--out", str(tmp_path / "m"), "--weights", "1.5",
+                        "-0.5"], "finite number in \\[0, 1\\]"),
+                      (["tiny-model", "--out", str(real)], "not written by ssp tiny-model"),
+                      (["toy-data", "--out", str(other)], "not written by ssp toy-data")):
+        out = run(*argv)
+        assert out.returncode == 2 and re.search(msg, out.stderr), (argv, out.stderr)
+    assert {d: snapshot(d) for d in (models, other, real)} == before
+    assert not (tmp_path / "m").exists()
+    ok = run(*["merge", "--models", str(a), str(b), "--out", str(tmp_path / "m")])
+    again = run(*["merge", "--models", str(a), str(b), "--out", str(tmp_path / "m")])  # its own output: replaced
+    assert ok.returncode == again.returncode == 0 and (tmp_path / "m" / "merge.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_one_error_boundary_a_message_for_bad_input_a_traceback_only_for_a_bug(tmp_path, tiny_model_dir, capsys,
+                                                                              monkeypatch):
+    import shutil
+
+    import ssp.cli
+
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(tiny_model_dir, corrupt)
+    (corrupt / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{notjson")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    for argv, message in (
+            (["merge", "--models", str(tiny_model_dir), str(corrupt), "--out", str(tmp_path / "m")], "corrupt"),
+            (["merge", "--models", str(tiny_model_dir), str(tiny_model_dir), "--out", str(blocker / "m")],
+             "a-file"),
+            (["toy-data", "--config", "configs/tiny-cpu.yaml", "--out", str(blocker / "d")], "a-file")):
+        out = run(*argv)
+        assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, (argv, out.stderr)
+
+    def broken(*a, **k):
+        raise ZeroDivisionError("an internal mistake")
+
+    monkeypatch.setattr(ssp.cli, "describe", broken)
+    assert ssp.cli.main(["config", "--keys"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "ZeroDivisionError" in err and "this is a bug in ssp-rl" in err
+
+
+def test_config_rules_at_load_and_overrides_on_either_side_of_an_option(tmp_path):
+    import yaml
+
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("rl:\n  group_size: 4\nseed: 1\nrl:\n  batch_problems: 2\n")
+    for argv, message in (
+            (["config", "--config", str(dup)], "line 4: key 'rl' is given twice"),
+            (["config", "--config", "configs/tiny-cpu.yaml", "model.tiny.hidden_size=130"], "multiple of"),
+            (["config", "--config", "configs/tiny-cpu.yaml", "model.tiny.num_kv_heads=3"], "must divide"),
+            (["config", "--config", "configs/tiny-cpu.yaml", "rl.phases=[]"], "'rl.phases': must not be empty"),
+            (["config", "--config", "configs/tiny-cpu.yaml", "learner.loss.icepop_low=9"], "must be below")):
+        out = run(*argv)
+        assert out.returncode == 2 and message in out.stderr, (argv, out.stderr)
+    out = run("config", "rl.group_size=4", "--config", "configs/tiny-cpu.yaml", "rl.batch_problems=3")
+    conf = yaml.safe_load(out.stdout)
+    assert out.returncode == 0 and (conf["rl"]["group_size"], conf["rl"]["batch_problems"]) == (4, 3)
+    assert run("config", "--config", "configs/tiny-cpu.yaml", "--bogus").returncode == 2
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text(run("config", "--config", "configs/tiny-cpu.yaml").stdout)
+    out = run("rl", "--resume", str(run_dir), "--config", "configs/smollm2-135m-cpu.yaml")
+    assert out.returncode == 2 and "differs from the run's saved" in out.stderr and "data.toy.preset" in out.stderr, out.stderr
+
+
+def test_valid_input_is_accepted_path_overrides_that_look_like_numbers_and_verify_with_the_whole_config(tmp_path):
+    import json as _json
+
+    import yaml
+
+    out = run("config", "--config", "configs/tiny-cpu.yaml", "run_dir=007", "model.path=2024", "serve.app_name=yes")
+    conf = yaml.safe_load(out.stdout)
+    assert out.returncode == 0 and (conf["run_dir"], conf["model"]["path"], conf["serve"]["app_name"]) == (
+        "007", "2024", "yes")
+    f = tmp_path / "v.jsonl"
+    f.write_text(_json.dumps({"id": "a", "kind": "math", "response": "</think> \\boxed{2}", "gold": "2"}) + "\n")
+    out = run("verify", "--input", str(f), "--config", "configs/tiny-cpu.yaml", "verifier.num_workers=1",
+              "verifier.math_think=optional")
+    assert out.returncode == 0 and _json.loads(out.stdout.splitlines()[0])["reward"] == 1.0, out.stderr[-2000:]

@@ -1,4 +1,5 @@
 import json
+import re
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -200,3 +201,40 @@ def test_the_shipped_pools_load_with_worked_solutions_mapped_as_sft_traces():
     suite, path = load_suite("code")
     test_ids = {p.id for d in suite.datasets for p in load_dataset(d, path, conf)}
     assert len(test_ids) == 257 and not test_ids & {p.id for p in code}  # MBPP's test split is not trained on
+
+
+@pytest.mark.parametrize("row, message", [
+    ({"problem": "p", "answer": True}, "field 'answer' must be a string or a finite number"),
+    ({"problem": "p", "answer": float("nan")}, "field 'answer' must be a string or a finite number"),
+    ({"id": False, "problem": "p", "answer": "1"}, "field 'id' must be a non-empty string or an integer"),
+    ({"id": ["x"], "problem": "p", "answer": "1"}, "field 'id'"),
+    ({"problem": "p", "answer": "1", "level": True}, "field 'level' must be int or null"),
+    ({"prompt": "p", "tests": ["assert f(1) == 1"], "test_imports": "import os"}, "field 'test_imports' must be a list"),
+    ({"prompt": "p", "tests": ["assert f(1) == 1"], "entry_point": 3}, "field 'entry_point' must be a string"),
+    ({"problem": "p", "answer": "1", "solutions": [1, 2]}, "field 'solutions' must be a string or a list of strings"),
+])
+def test_rows_with_fields_of_the_wrong_type_are_refused_naming_the_field(tmp_path, row, message):
+    f = tmp_path / "rows.jsonl"
+    f.write_text(json.dumps({"problem": "ok", "answer": "1"}) + "\n" + json.dumps(row, allow_nan=True) + "\n")
+    with pytest.raises(DataError, match=rf"rows.jsonl:2: {re.escape(message)}"):
+        load_problems(f)
+
+
+def test_non_regular_files_are_refused_by_name_not_read(tmp_path):
+    import os
+
+    fifo = tmp_path / "pipe.jsonl"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match=r"pipe.jsonl: is a FIFO, expected"):
+        load_problems(fifo)
+    with pytest.raises(DataError, match=r"is a directory"):
+        load_problems(tmp_path)
+    from trainer.data.sources import load_source
+
+    with pytest.raises(DataError, match=r"pipe.jsonl: is a FIFO"):
+        load_source(str(fifo))
+    with pytest.raises(ConfigError, match=r"pipe.jsonl: is a FIFO"):
+        from ssp.config import load_config
+        from ssp.tree import SSPConfig
+
+        load_config(SSPConfig, fifo)

@@ -25,6 +25,16 @@ class TinyModelConfig:
     tokenizer_from: str | None = cfg(None, "use this HF tokenizer dir instead of training one "
                                            "(e.g. a downloaded Qwen2.5 tokenizer folder)")
 
+    def __post_init__(self) -> None:
+        from ssp.config import ConfigError
+
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(f"config key 'model.tiny.hidden_size': {self.hidden_size} must be a multiple of "
+                              f"model.tiny.num_heads={self.num_heads} (head_dim = hidden_size / num_heads)")
+        if self.num_heads % self.num_kv_heads:
+            raise ConfigError(f"config key 'model.tiny.num_kv_heads': {self.num_kv_heads} must divide "
+                              f"model.tiny.num_heads={self.num_heads} (grouped-query attention)")
+
 
 @dataclass
 class ToyTaskConfig:
@@ -40,6 +50,9 @@ class ToyTaskConfig:
     def __post_init__(self) -> None:
         from ssp.config import ConfigError
 
+        for key in ("subdomains", "levels"):
+            if not getattr(self, key):
+                raise ConfigError(f"config key 'data.toy.{key}': must not be empty")
         if self.preset == "graded" and (bad := [lv for lv in self.levels if lv > 6]):
             raise ConfigError(f"config key 'data.toy.levels': the graded preset has levels 1-6, got {bad}")
 

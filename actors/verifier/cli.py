@@ -74,7 +74,7 @@ def verify_summary(results: list[Result]) -> dict[str, int]:
 def run_verify(args: argparse.Namespace) -> int:
 
     try:
-        config = load_config(VerifierConfig, args.config, args.overrides)
+        config = load_config(VerifierConfig, args.config, args.overrides, section="verifier")
         check_output(args.output, [args.input])
         reqs = read_requests(args.input)
     except (ConfigError, ValueError, OSError) as e:
@@ -108,6 +108,6 @@ def register_cli(sub: Any) -> None:
     p = sub.add_parser("verify", help="score a JSONL file of math/code responses")
     p.add_argument("--input", required=True, help="JSONL: {id, kind: math|code, response, gold|tests}")
     p.add_argument("--output", help="JSONL out (one line per record); stdout when omitted")
-    p.add_argument("--config", help="YAML with VerifierConfig fields")
-    p.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. num_workers=4")
+    p.add_argument("--config", help="a config file (its verifier section is used), or YAML with the verifier fields")
+    p.add_argument("overrides", nargs="*", help="overrides, e.g. verifier.num_workers=4 (or num_workers=4)")
     p.set_defaults(func=run_verify)

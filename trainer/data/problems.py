@@ -17,7 +17,7 @@ from actors.prompts import build_prompt  # noqa: F401  (re-exported)
 from actors.records import Problem
 from actors.verifier.code_grader import InvalidTests, check_tests, with_problem_code
 from actors.verifier.math_answer import check_choices
-from ssp.io import DataError, iter_jsonl  # noqa: F401  (re-exported: the loaders' errors and reader)
+from ssp.io import DataError, iter_jsonl, regular_file  # noqa: F401  (re-exported: the loaders' errors and reader)
 
 
 def stable_id(prefix: str, text: str) -> str:
@@ -33,12 +33,32 @@ def _need(rec: dict, key: str, typ: type | tuple, where: str) -> Any:
     return val
 
 
+def _check_row_types(rec: dict, where: str) -> None:
+    """Field types every schema shares: ids, gold answers, test imports and entry points (a wrong type is refused,
+    never rewritten or iterated character by character)."""
+    import math
+
+    pid = rec.get("id")
+    if pid is not None and (isinstance(pid, bool) or not isinstance(pid, str | int) or pid == ""):
+        raise DataError(f"{where}: field 'id' must be a non-empty string or an integer, got {pid!r}")
+    ans = rec.get("answer")
+    if isinstance(ans, bool) or (isinstance(ans, float) and not math.isfinite(ans)):
+        raise DataError(f"{where}: field 'answer' must be a string or a finite number, got {ans!r}")
+    imports = rec.get("test_imports")
+    if imports is not None and (not isinstance(imports, list) or not all(isinstance(x, str) for x in imports)):
+        raise DataError(f"{where}: field 'test_imports' must be a list of strings")
+    entry = rec.get("entry_point")
+    if entry is not None and not isinstance(entry, str):
+        raise DataError(f"{where}: field 'entry_point' must be a string")
+
+
 def from_record(rec: Any, where: str, prefix: str) -> Problem:
     """One JSONL record (math `problem/answer` or code `prompt/tests`) as a Problem."""
     if not isinstance(rec, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+    _check_row_types(rec, where)
     level = rec.get("level")
-    if level is not None and not isinstance(level, int):
+    if level is not None and (not isinstance(level, int) or isinstance(level, bool)):
         raise DataError(f"{where}: field 'level' must be int or null, got {level!r}")
     sols = rec.get("solutions") or []
     sols = [sols] if isinstance(sols, str) else sols  # one worked solution (e.g. MATH's, mapped by `fields`)
@@ -121,9 +141,7 @@ def _unique(problems: list[Problem], path: Path) -> list[Problem]:
 
 def load_problems(path: str | Path) -> list[Problem]:
     """Load a dataset file by extension (.jsonl / .parquet)."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such file")
+    path = regular_file(path, "a .jsonl or .parquet file")
     if path.suffix == ".parquet":
         return load_parquet(path)
     if path.suffix in (".jsonl", ".json"):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.records import Problem
-from ssp.io import DataError, iter_jsonl
+from ssp.io import DataError, iter_jsonl, regular_file
 from trainer.config import DataSourceConfig
 from trainer.data.problems import _unique, from_record, load_problems
 
@@ -69,6 +69,8 @@ def load_source(entry: str | DataSourceConfig) -> list[Problem]:
     p = Path(src.path)
     if not is_hub(src) and not p.exists():
         raise DataError(f"{src.path}: no such file or folder")
+    if not is_hub(src) and not p.is_dir():
+        regular_file(p, "a dataset file or a save_to_disk folder")  # a FIFO or device would block the reader
     if not is_hub(src) and p.is_file() and p.suffix in (".jsonl", ".json"):  # mapped JSONL: keep line numbers
         rows = ((where, rename(rec, src.fields, where)) for where, rec in iter_jsonl(p))
     else:

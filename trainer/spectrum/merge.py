@@ -9,14 +9,28 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
 import shutil
 from pathlib import Path
 
-from trainer.data.problems import DataError
+from ssp.io import DataError, check_output_dir, replace_dir
+
+MARKER = "merge.json"  # what `ssp merge` writes into its output: the inputs and weights (and marks it as ours)
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt",
                    "tokenizer.model", "chat_template.jinja", "added_tokens.json")
 _CONFIG_IGNORED = {"_name_or_path", "transformers_version", "torch_dtype", "dtype", "use_cache"}
+
+
+def _open(f: Path):
+    """safe_open, or a DataError naming the file when it is not a readable safetensors file."""
+    from safetensors import safe_open
+
+    try:
+        return safe_open(str(f), "pt")
+    except Exception as e:  # noqa: BLE001  (safetensors raises SafetensorError / OSError for bad files)
+        raise DataError(f"{f}: not a readable safetensors file ({type(e).__name__}: {e})") from None
 
 
 def tensor_files(model: Path) -> dict[str, Path]:
@@ -27,21 +41,17 @@ def tensor_files(model: Path) -> dict[str, Path]:
     files = sorted(model.glob("*.safetensors"))
     if not files:
         raise DataError(f"{model}: no *.safetensors files (merge needs HF safetensors checkpoints)")
-    from safetensors import safe_open
-
     out = {}
     for f in files:
-        with safe_open(str(f), "pt") as h:
+        with _open(f) as h:
             out.update({k: f for k in h.keys()})
     return out
 
 
 def _shapes(model: Path) -> dict[str, tuple[tuple[int, ...], str]]:
-    from safetensors import safe_open
-
     out = {}
     for name, f in tensor_files(model).items():
-        with safe_open(str(f), "pt") as h:
+        with _open(f) as h:
             s = h.get_slice(name)
             out[name] = (tuple(s.get_shape()), s.get_dtype())
     return out
@@ -89,7 +99,6 @@ def merge(models: list[str | Path], out: str | Path, weights: list[float] | None
     """Write sum_i w_i * model_i (fp32 accumulation, inputs' dtype out) to `out`, with the first model's config,
     generation config and tokenizer files."""
     import torch
-    from safetensors import safe_open
     from safetensors.torch import save_file
 
     models = [Path(m) for m in models]
@@ -98,29 +107,30 @@ def merge(models: list[str | Path], out: str | Path, weights: list[float] | None
     w = list(weights) if weights else [1.0 / len(models)] * len(models)
     if len(w) != len(models):
         raise DataError(f"merge: {len(w)} weights for {len(models)} models")
+    if not all(math.isfinite(x) and 0 <= x <= 1 for x in w):
+        raise DataError(f"merge: every weight must be a finite number in [0, 1], got {w}")
     if abs(sum(w) - 1.0) > 1e-6:
         raise DataError(f"merge: weights must sum to 1, got {sum(w):.6f} ({w})")
+    out = Path(out)
+    check_output_dir(out, models, MARKER, "ssp merge")
     check_compatible(models)
     files = [tensor_files(m) for m in models]
     merged: dict[str, torch.Tensor] = {}
     for name in files[0]:
         acc, dtype = None, None
         for wi, f in zip(w, files):
-            with safe_open(str(f[name]), "pt") as h:
+            with _open(f[name]) as h:
                 t = h.get_tensor(name)
             dtype = t.dtype
             acc = t.float() * wi if acc is None else acc.add_(t.float(), alpha=wi)
             del t
         merged[name] = acc.to(dtype)
-    out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     tmp.mkdir(parents=True)
     save_file(merged, str(tmp / "model.safetensors"), metadata={"format": "pt"})
     for f in ("config.json", "generation_config.json", *TOKENIZER_FILES):
         if (models[0] / f).exists():
             shutil.copy2(models[0] / f, tmp / f)
-    (tmp / "merge.json").write_text(json.dumps({"models": [str(m) for m in models], "weights": w}, indent=1))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    (tmp / MARKER).write_text(json.dumps({"models": [str(m) for m in models], "weights": w}, indent=1))
+    replace_dir(tmp, out)
     return out

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from trainer.data.problems import DataError, Problem, iter_jsonl
+from trainer.data.problems import DataError, Problem, iter_jsonl, regular_file
 
 # ---- data: chat pairs -> token ids --------------------------------------------------------------------
 
@@ -65,9 +65,7 @@ def _messages(rec: dict, where: str) -> list[dict]:
 
 def load_chat_pairs(path: str | Path) -> list[list[dict]]:
     """Conversations from a JSONL or parquet SFT file; errors name the file and line (or row)."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such file")
+    path = regular_file(path, "an SFT file (.jsonl or .parquet)")
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
