@@ -80,17 +80,12 @@ def cmd_toy_data(args: argparse.Namespace) -> int:
 
 def cmd_decontaminate(args: argparse.Namespace) -> int:
     from trainer.data.decontam import decontaminate
-    from trainer.data.problems import load_problems
+    from trainer.data.sources import load_all, load_source
     from trainer.data.toy_tasks import write_jsonl
 
     check_output(args.out, args.train + args.eval)
-    train = [p for f in args.train for p in load_problems(f)]
-    evals = [p for f in args.eval for p in load_problems(f)]
-    seen: dict[str, str] = {}
-    for f in args.train:  # kept items are written by id: two train files must not share one
-        for p in load_problems(f):
-            if seen.setdefault(p.id, f) != f:
-                raise DataError(f"{f}: duplicate problem id '{p.id}' (also in {seen[p.id]})")
+    train = load_all(args.train)  # kept items are written by id: two train files must not share one
+    evals = [p for f in args.eval for p in load_source(f)]
     report = decontaminate(train, evals, n=args.n)
     print(f"train={len(train)} eval={len(evals)} kept={len(report.kept)} dropped={len(report.dropped)}")
     for p, eid, gram in report.dropped[: args.show]:
@@ -115,9 +110,11 @@ def cmd_rl(args: argparse.Namespace) -> int:
         saved = Path(args.resume) / "config.yaml"
         conf = load_config(SSPConfig, saved, [f"run_dir={args.resume}", *args.overrides])
         if args.config:  # a resumed run keeps its config: a --config that says otherwise is refused, not ignored
-            given = to_dict(load_config(SSPConfig, args.config, [f"run_dir={args.resume}", *args.overrides]))
-            ours = to_dict(conf)
-            diff = [k for k in sorted(set(_flat(given)) | set(_flat(ours))) if _flat(given).get(k) != _flat(ours).get(k)]
+            from trainer.tracking import flatten
+
+            given = flatten(to_dict(load_config(SSPConfig, args.config, [f"run_dir={args.resume}", *args.overrides])))
+            ours = flatten(to_dict(conf))
+            diff = [k for k in sorted(set(given) | set(ours)) if given.get(k) != ours.get(k)]
             if diff:
                 raise ConfigError(f"rl --resume {args.resume}: --config {args.config} differs from the run's saved "
                                   f"{saved} in {diff[:8]}{' ...' if len(diff) > 8 else ''}; a resumed run keeps its "
@@ -131,13 +128,6 @@ def cmd_rl(args: argparse.Namespace) -> int:
 
     summary = rl_main(conf, resume=bool(args.resume))
     return 0 if summary else 1
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    out: dict = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v})
-    return out
 
 
 def cmd_sft(args: argparse.Namespace) -> int:
