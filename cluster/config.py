@@ -77,3 +77,13 @@ class SchedulerConfig:
     retry_cap_s: float = cfg(2.0, "largest retry delay", gt=0)
     metrics_interval_s: float = cfg(5.0, "seconds between Ray dashboard gauge updates", gt=0)
     seed: int = cfg(0, "base seed of sample() when a step but no seed is given")
+
+    def __post_init__(self) -> None:
+        from ssp.config import ConfigError
+
+        if self.redis_url is not None and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(f"config key 'scheduler.redis_url': {self.redis_url!r} is not a Redis URL (redis://host:"
+                              "port/db, rediss:// for TLS, or unix:///path.sock)")
+        if self.retry_base_s > self.retry_cap_s:
+            raise ConfigError(f"config key 'scheduler.retry_base_s': {self.retry_base_s} must be <= "
+                              f"scheduler.retry_cap_s={self.retry_cap_s}")

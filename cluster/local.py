@@ -23,9 +23,10 @@ import psutil
 from cluster.env import process_env
 from cluster.redis_server import RedisServer, attach, free_port
 from cluster.state import STATE, default_state_dir, live_state, state_path  # noqa: F401  (re-exported)
+from ssp.io import Unavailable
 
 
-class ClusterError(RuntimeError):
+class ClusterError(Unavailable):
     """`ssp cluster` could not do what was asked; the message says why."""
 
 

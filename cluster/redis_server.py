@@ -22,10 +22,12 @@ from typing import Literal
 
 import redis
 
+from ssp.io import Unavailable
+
 Fsync = Literal["always", "everysec", "no"]
 
 
-class RedisServerError(RuntimeError):
+class RedisServerError(Unavailable):
     """The server could not be started; the message says why and what to do."""
 
 

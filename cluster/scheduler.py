@@ -40,6 +40,7 @@ from cluster.samplers import (  # noqa: F401  (re-exported: the pure weights are
     unseen_prior,
     unseen_weight,
 )
+from ssp.io import Unavailable
 
 T = TypeVar("T")
 
@@ -48,7 +49,7 @@ METRIC_ZERO_ADV_FRAC = "ssp_scheduler_zero_adv_frac"
 METRIC_UPDATES_PER_S = "ssp_scheduler_updates_per_s"
 
 
-class SchedulerUnavailable(RuntimeError):
+class SchedulerUnavailable(Unavailable):
     """Redis could not be reached after retries; the message says what to do."""
 
 
@@ -162,6 +163,10 @@ class ProblemScheduler:
     # --- namespace --------------------------------------------------------------------------------
     def _datasets_key(self) -> str:
         return f"ssp:{{{self.run}}}:datasets"
+
+    def datasets(self) -> list[str]:
+        """Fingerprints of the datasets this run has state for."""
+        return sorted(self._call(lambda: self.client.smembers(self._datasets_key())))
 
     def _prefix(self) -> str:
         if self.fingerprint is None:

@@ -25,9 +25,21 @@ def api_key(conf: ServeConfig) -> str | None:
     """The key from SSP_API_KEY, else from `serve.api_key_file`; never from the command line."""
     key = os.environ.get(KEY_ENV)
     if not key and conf.api_key_file:
-        key = Path(conf.api_key_file).read_text().strip()
+        from ssp.io import DataError, regular_file
+
+        try:
+            raw = regular_file(conf.api_key_file, "an API key file").read_bytes()
+            key = raw.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise DataError(f"serve.api_key_file {conf.api_key_file}: not UTF-8 text") from None
+        except (DataError, OSError) as e:
+            raise DataError(f"serve.api_key_file: {e} — write the key into that file, or set {KEY_ENV}") from None
         if not key:
-            raise ValueError(f"{conf.api_key_file}: the API key file is empty")
+            raise DataError(f"serve.api_key_file {conf.api_key_file}: the file is empty — write the key into it, "
+                            f"or set {KEY_ENV}")
+        if any(c.isspace() or not c.isprintable() for c in key):
+            raise DataError(f"serve.api_key_file {conf.api_key_file}: the key holds whitespace or control "
+                            "characters (one key, one line); clients could not send it in a header")
     return key or None
 
 

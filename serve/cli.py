@@ -10,21 +10,22 @@ import time
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from ray import serve
-
     from cluster.ray_cluster import connect
     from serve.app import api_key, build_app, wait_running
     from ssp.tree import load_tree
     from trainer.data.problems import DataError
 
     if args.model:
-        args.overrides = [*args.overrides, f"model.path={args.model}"]
+        args.overrides = [*args.overrides, f"model.path={args.model}", "model.source=path"]  # that folder, as it is
     conf = load_tree(args)
     s = conf.serve
     if not args.stop:
         from trainer.preflight import require
 
+        key = api_key(s)  # a missing or empty secret is refused before anything starts
         require(conf, "serve")
+    from ray import serve
+
     if args.stop:
         connect(conf.cluster)
         serve.delete(s.app_name)
@@ -34,10 +35,6 @@ def run_serve(args: argparse.Namespace) -> int:
 
     model = args.model or ensure_model(conf)
     check_model(model)  # an HF folder with a tokenizer and a chat template, or a clear error
-    try:
-        key = api_key(s)
-    except OSError as e:
-        raise DataError(f"serve.api_key_file: {e}") from None
     from cluster.state import live_state
 
     if args.detach and not (conf.cluster.address or os.environ.get("RAY_ADDRESS") or

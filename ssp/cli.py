@@ -9,9 +9,8 @@ import re
 import sys
 from pathlib import Path
 
-from cluster.local import ClusterError
-from ssp.config import ConfigError, describe, load_config, to_dict
-from ssp.io import DataError, check_output, check_output_dir, replace_dir
+from ssp.config import ConfigError, describe, load_config, positive_int, to_dict
+from ssp.io import DataError, Unavailable, check_output_dir
 from ssp.tree import add_config_args, load_tree
 from trainer.preflight import preflight, require
 
@@ -21,6 +20,9 @@ from trainer.preflight import preflight, require
 _LIBRARY_INPUT_ERRORS = (("yaml", "YAMLError"), ("safetensors", "SafetensorError"), ("pyarrow", "ArrowInvalid"))
 
 
+# The project's errors for what a user can fix (a config, a file, a path, a server that is not there): one line.
+EXPECTED = (ConfigError, DataError, Unavailable)
+
 OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
 
 
@@ -29,15 +31,6 @@ def input_errors() -> tuple[type[BaseException], ...]:
     return (OSError, UnicodeError, json.JSONDecodeError, *extra)
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -59,40 +52,6 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
     out = build(conf.model.tiny, args.out or conf.model.path)
     info = json.loads((out / MARKER).read_text())
     print(f"tiny model: {out}  params={info['params']:,}  vocab={info['vocab']}")
-    return 0
-
-
-def cmd_toy_data(args: argparse.Namespace) -> int:
-    from trainer.data import toy_tasks
-
-    conf = load_tree(args)
-    out = Path(args.out)
-    check_output_dir(out, [], "toy_data.json", "ssp toy-data")  # a folder of yours is never written into
-    train, held = toy_tasks.split(toy_tasks.generate(conf.data.toy), seed=conf.data.toy.seed)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    toy_tasks.write_jsonl(train, tmp / "train.jsonl")
-    toy_tasks.write_jsonl(held, tmp / "eval.jsonl")
-    (tmp / "toy_data.json").write_text(json.dumps({"toy": to_dict(conf)["data"]["toy"]}, indent=1))
-    replace_dir(tmp, out)
-    print(f"toy data: {len(train)} train, {len(held)} held-out problems in {out}")
-    return 0
-
-
-def cmd_decontaminate(args: argparse.Namespace) -> int:
-    from trainer.data.decontam import decontaminate
-    from trainer.data.sources import load_all, load_source
-    from trainer.data.toy_tasks import write_jsonl
-
-    check_output(args.out, args.train + args.eval)
-    train = load_all(args.train)  # kept items are written by id: two train files must not share one
-    evals = [p for f in args.eval for p in load_source(f)]
-    report = decontaminate(train, evals, n=args.n)
-    print(f"train={len(train)} eval={len(evals)} kept={len(report.kept)} dropped={len(report.dropped)}")
-    for p, eid, gram in report.dropped[: args.show]:
-        print(f"  drop {p.id}  (hits {eid}: '{gram}')")
-    if args.out:
-        write_jsonl([p.to_dict() for p in report.kept], args.out)
-        print(f"wrote {args.out}")
     return 0
 
 
@@ -215,7 +174,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     extra = [f"eval.suite={args.suite}"] + ([f"eval.limit={args.limit}"] if args.limit else []) + \
-        ([f"eval.n={args.k}"] if args.k else []) + ([f"model.path={args.model}"] if args.model else [])
+        ([f"eval.n={args.k}"] if args.k else []) + ([f"model.path={args.model}", "model.source=path"] if args.model else [])  # that folder, as it is
     args.overrides = [*args.overrides, *extra]
     conf = load_tree(args)
     require(conf, "eval")
@@ -253,9 +212,19 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ssp-rl")
+    except PackageNotFoundError:  # run from a source tree that was not installed
+        return "(source tree, not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Every command and its arguments, as one table (one piece: it reads as the CLI's reference)."""
     parser = argparse.ArgumentParser(prog="ssp", description="ssp-rl: Spectrum-to-Signal RL post-training")
+    parser.add_argument("--version", action="version", version=f"ssp-rl {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="<command>")
 
     p = sub.add_parser("config", help="print the resolved config tree (or every key with its help)")
@@ -268,18 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output dir (default: model.path)")
     p.set_defaults(func=cmd_tiny_model)
 
-    p = sub.add_parser("toy-data", help="write the toy tasks as train/eval JSONL")
-    add_config_args(p)
-    p.add_argument("--out", default="artifacts/toy-data", help="output dir")
-    p.set_defaults(func=cmd_toy_data)
+    from trainer.data.cli import register_cli as data_cli  # commands owned by their rooms
 
-    p = sub.add_parser("decontaminate", help="drop train items sharing a 10-gram with any eval set")
-    p.add_argument("--train", nargs="+", required=True, help="train files (.jsonl/.parquet)")
-    p.add_argument("--eval", nargs="+", required=True, help="eval files")
-    p.add_argument("--out", help="write kept train items here (JSONL)")
-    p.add_argument("--n", type=positive_int, default=10, help="n-gram length (>= 1)")
-    p.add_argument("--show", type=int, default=10, help="dropped items to list")
-    p.set_defaults(func=cmd_decontaminate)
+    data_cli(sub)  # toy-data, decontaminate
 
     p = sub.add_parser("generate", help="sample answers to toy problems from model.path with vLLM")
     add_config_args(p)
@@ -344,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(p)
     p.set_defaults(func=cmd_cluster)
 
-    from actors.verifier.cli import register_cli as verify_cli  # commands owned by their rooms
+    from actors.verifier.cli import register_cli as verify_cli
     from cluster.scheduler_cli import register_cli as scheduler_cli
     from serve.cli import register_cli as serve_cli
     from trainer.models.gguf import register_cli as gguf_cli
@@ -356,10 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    from cluster.env import apply
-
-    apply()  # the process env every command's workers inherit (cluster/env.py)
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line as a Namespace (argparse's usage error, exit 2, otherwise); key=value overrides may stand
+    on either side of an option."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # overrides after an option (`--config F a=1 --k 2 b=2`): argparse leaves the later ones over
@@ -367,11 +326,22 @@ def main(argv: list[str] | None = None) -> int:
             args.overrides = [*args.overrides, *extra]
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    from cluster.env import apply
+
+    apply()  # the process env every command's workers inherit (cluster/env.py)
+    args = parse(argv)
     try:
         return int(args.func(args) or 0)
-    except (ClusterError, ConfigError, DataError) as e:  # the project's own bad-input errors name what and why
+    except EXPECTED as e:  # the project's own errors for bad input or a missing resource name what and why
         print(f"ssp {args.command}: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `ssp config --keys | head`: the reader left; nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print(f"ssp {args.command}: interrupted; what finished is kept (rerun the command to continue)",
               file=sys.stderr)

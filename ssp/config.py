@@ -48,6 +48,10 @@ def show(value: Any, limit: int = 80) -> str:
 
 def check_range(key: str, value: Any, bounds: dict[str, float]) -> None:
     """Raise ConfigError naming `key` when `value` is outside `bounds` (or a bounded float is not finite)."""
+    if bounds and isinstance(value, list):  # a list's bounds hold for each of its numbers
+        for i, v in enumerate(value):
+            check_range(f"{key}[{i}]", v, bounds)
+        return
     if not bounds or not isinstance(value, int | float) or isinstance(value, bool):
         return
     if isinstance(value, float) and not math.isfinite(value):
@@ -261,3 +265,21 @@ def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
                 f.default_factory() if f.default_factory is not dataclasses.MISSING else "")
             rows.append((key, repr(default), f.metadata.get("help", "")))
     return rows
+
+
+def int_at_least(low: int):
+    """argparse type: an integer >= `low`."""
+    from argparse import ArgumentTypeError
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if v < low:
+            raise ArgumentTypeError(f"must be >= {low}, got {v}")
+        return v
+    return parse
+
+
+positive_int = int_at_least(1)

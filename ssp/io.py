@@ -5,13 +5,21 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 
 class DataError(ValueError):
     """Malformed input; the message says `file:line: field ...`."""
+
+
+class Unavailable(RuntimeError):
+    """A resource the command needs is not there or refused it (a cluster, a server, a port); the message says
+    which and what to do."""
 
 
 def regular_file(path: str | Path, what: str = "a file") -> Path:
@@ -59,8 +67,9 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
             yield f"{path}:{n}", rec
 
 
-def check_output(out: str | None, inputs: list[str]) -> None:
-    """Refuse, before any work starts, an output that is an input or cannot be written."""
+def check_output(out: str | None, inputs: list[str], overwrite: bool = False) -> None:
+    """Refuse, before any work starts, an output file that is an input, cannot be written, or (without
+    `overwrite`) already holds something: a file of yours is never replaced unasked."""
     if not out:
         return
     o = Path(out)
@@ -74,6 +83,38 @@ def check_output(out: str | None, inputs: list[str]) -> None:
         raise DataError(f"{out}: its folder {parent} does not exist")
     if not os.access(parent, os.W_OK) or (o.exists() and not os.access(o, os.W_OK)):
         raise DataError(f"{out}: not writable")
+    if o.exists() and not overwrite and (not o.is_file() or o.stat().st_size > 0):
+        raise DataError(f"{out}: already exists; choose a new file name (or pass --overwrite to replace it)")
+
+
+@contextmanager
+def writing(out: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """Open a temporary sibling of `out` for writing; it becomes `out` (atomically) only when the block ends
+    without an error, so an interrupted write never leaves half a file where a whole one was."""
+    o = Path(out)
+    tmp = o.with_name(f".{o.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        with open(tmp, mode) as f:
+            yield f
+        os.replace(tmp, o)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def building(out: str | Path) -> Iterator[Path]:
+    """A fresh temporary folder beside `out` to build an output in; when the block ends without an error it
+    replaces `out` (an earlier output, checked by check_output_dir first), else it is removed."""
+    o = Path(out)
+    o.parent.mkdir(parents=True, exist_ok=True)
+    tmp = o.with_name(f".{o.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    try:
+        yield tmp
+        replace_dir(tmp, o)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def check_output_dir(out: str | Path, inputs: list[str | Path], marker: str, what: str) -> None:
@@ -95,11 +136,9 @@ def check_output_dir(out: str | Path, inputs: list[str | Path], marker: str, wha
 def replace_dir(tmp: Path, out: Path) -> None:
     """Move the finished folder `tmp` to `out`, replacing an earlier output there (checked by check_output_dir)
     only once the new one is complete."""
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
     if out.exists():
         out.rename(old)
     tmp.rename(out)
     if old.exists():
-        import shutil
-
         shutil.rmtree(old)

@@ -8,6 +8,7 @@ import pytest
 from ssp.config import ConfigError
 from tests.conftest import REPO
 from trainer.data.problems import DataError, load_problems
+from trainer.data.sources import load_all
 
 EVAL = ["aime24", "aime25", "amc23", "gsm8k_test", "hmmt25", "math500"]
 
@@ -27,9 +28,13 @@ def test_shared_code_loads(shared_dir):
     assert p.kind == "code" and p.tests["asserts"] and p.subdomain == "code"
 
 
-def test_shared_math_train_has_subdomains(shared_dir):
-    problems = load_problems(shared_dir / "data" / "math" / "train" / "math_train.jsonl")
-    assert len(problems) == 7063
+def test_math_train_has_subdomains_and_the_mirrors_empty_answers_are_refused(shared_dir):
+    """The mirror's MATH train has 2 rows whose gold is empty (an empty \\boxed{}): refused naming the line; the
+    shipped copy leaves them out (data/train/math/SOURCE.md)."""
+    with pytest.raises(DataError, match=r"math_train.jsonl:5202: field 'answer' is empty"):
+        load_problems(shared_dir / "data" / "math" / "train" / "math_train.jsonl")
+    problems = load_all([str(REPO / "data/train/math/math_train.jsonl.gz")])
+    assert len(problems) == 7061
     assert len({p.subdomain for p in problems}) == 7
 
 
@@ -194,7 +199,7 @@ def test_the_shipped_pools_load_with_worked_solutions_mapped_as_sft_traces():
     train, held = load_problems_for(conf)
     math = [p for p in train if p.kind == "math"]
     code = [p for p in train if p.kind == "code"]
-    assert (len(math), len(code), len(held)) == (7063, 170, 60)
+    assert (len(math), len(code), len(held)) == (7061, 170, 60)
     assert all(len(p.solutions) == 1 for p in train) and "\\boxed{" in math[0].solutions[0]
     from trainer.eval.suites import load_dataset, load_suite
 

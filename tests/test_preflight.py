@@ -26,7 +26,7 @@ def test_the_gpu_config_passes_as_far_as_this_machine_can_check_and_lists_what_n
     out = capsys.readouterr().out
     table = {(c, st): d for c, st, d in rows(out)}
     assert "a hub id" in table["model", "skip"]
-    assert table["data", "ok"].startswith("train 7233 (code 170, math 7063), held-out 60 (math 60)")
+    assert table["data", "ok"].startswith("train 7231 (code 170, math 7061), held-out 60 (math 60)")
     assert "needs the GPUs: this machine has 0" in table["resources", "skip"]  # skipped, not failed
     assert "per GPU" in table["memory learner", "ok"] and "per GPU" in table["memory engine", "ok"]
     assert {st for _, st, _ in rows(out)} == {"ok", "skip"} and "0 failed" in out

@@ -192,3 +192,79 @@ def test_benchmarks_opens_with_the_current_figures():
     text = (REPO / "BENCHMARKS.md").read_text()
     first = re.search(r"^## (.*)$", text, flags=re.M)
     assert first and first.group(1).startswith("Current figures"), "BENCHMARKS.md: the first section is not 'Current figures'"
+
+
+# ---------------------------------------------------------------- every example parses
+# Every `ssp ...` example in the README, docs/, the Makefile and the scripts (cluster/jobs, benchmarks) is parsed
+# by the CLI's own parser, and every key=value in it is a config key: an example a user copies runs.
+SCRIPTS = ["Makefile", *sorted(str(p.relative_to(REPO)) for p in [*(REPO / "cluster/jobs").glob("*.sh"),
+                                                                  *(REPO / "benchmarks").glob("*.sh")])]
+CALL = re.compile(r"(?:bin/ssp\"?|-m ssp\.cli|(?<![\w/.$-])ssp) ([a-z][\w-]*)")
+
+
+def calls(lines: list[str]) -> list[tuple[str, str, str]]:
+    """(command, the rest of the command line, the line) for each `ssp CMD`, `python -m ssp.cli CMD` or
+    `$(VENV)/bin/ssp CMD`; the rest ends at a pipe, a redirection, `;`, `&&`, a comment or a backtick."""
+    out = []
+    for line in lines:
+        line = re.sub(r"(?:^|\s)\[(?:--|key=|\.\.\.)[^\]]*\]", " ", line)  # a usage line's optional parts
+        ms = list(CALL.finditer(line))
+        for m, nxt in zip(ms, [*ms[1:], None]):
+            rest = re.split(r"\s#|\s\||\s>|;|&&|`|\)$", line[m.end(): nxt.start() if nxt else len(line)])[0]
+            out.append((m.group(1), rest, line.strip()))
+    return out
+
+
+def script_lines(text: str) -> list[str]:
+    text = text.replace("\\\n", " ")
+    return [ln.split(" #")[0] for ln in text.splitlines() if not ln.lstrip().startswith("#") and "echo" not in ln]
+
+
+def argv_of(rest: str) -> list[str]:
+    """The example's words as the parser gets them: shell quoting undone, a variable as a value, a usage line's
+    optional parts (`[--k K]`, `[key=value ...]`) left out, its placeholders (RUN_DIR, N) and alternatives
+    (`up|status|down`) given a value."""
+    import shlex
+
+    rest = re.sub(r"\"\$\{\w+\[@\]\}\"", " ", rest)  # "${ARR[@]}": more overrides, checked where ARR is set
+    rest = re.sub(r"\$\{[^}]*\}|\$\([^)]*\)|\$\w+", "x", rest)
+    try:
+        words = shlex.split(rest)
+    except ValueError:
+        words = rest.split()
+    return ["1" if re.fullmatch(r"[A-Z][A-Z0-9_]*|N|K", w) else w.split("|")[0] if "|" in w and "=" not in w
+            else w for w in words]
+
+
+EXAMPLES = [(page, cmd, rest, where) for page in PAGES for cmd, rest, where in calls(code_spans(text_of(page)))] + [
+    (page, cmd, rest, where) for page in SCRIPTS for cmd, rest, where in calls(script_lines(text_of(page)))]
+
+
+def test_the_examples_are_found():
+    pages = {page for page, _, rest, _ in EXAMPLES if rest.strip()}
+    assert {"README.md", "Makefile", "cluster/jobs/k8s_stages.sh", "benchmarks/gpu_smoke.sh",
+            "docs/cli.md"} <= pages, pages
+    assert sum(bool(rest.strip()) for _, _, rest, _ in EXAMPLES) > 40
+
+
+@pytest.mark.parametrize("page", sorted({page for page, *_ in EXAMPLES}))
+def test_every_example_parses_and_names_only_real_keys(page):
+    from ssp.cli import parse
+
+    keys = config_keys()
+    bad = []
+    for _page, cmd, rest, where in (e for e in EXAMPLES if e[0] == page):
+        if cmd not in COMMANDS or not rest.strip():
+            continue  # `ssp export` in a sentence names the command; it is no example
+        argv = argv_of(rest)
+        try:
+            args = parse([cmd, *argv])
+        except SystemExit:
+            bad.append(f"does not parse: ssp {cmd} {' '.join(argv)}  (in: {where})")
+            continue
+        for override in getattr(args, "overrides", []) or []:
+            key = override.split("=", 1)[0]
+            if key not in keys and not any(k.startswith(key + ".") for k in keys) and not (
+                    cmd == "verify" and "verifier." + key in keys):
+                bad.append(f"no config key {key!r}: ssp {cmd}  (in: {where})")
+    assert not bad, f"{page}:\n" + "\n".join(bad)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import threading
 import time
@@ -12,7 +11,6 @@ import psutil
 import pytest
 
 from actors.config import VerifierConfig
-from actors.verifier.cli import register_cli
 from actors.verifier.pool import VerifierPool
 
 # each item its own program ({i}), so that none takes another's verdict (verifier.reuse_verdicts)
@@ -141,10 +139,9 @@ def test_items_failing_twice_score_verifier_error(ray_cluster):
 
 
 def _cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="ssp")
-    register_cli(parser.add_subparsers(dest="cmd", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    from ssp.cli import main
+
+    return main(argv)  # the CLI's one error boundary turns bad input into `ssp verify: ...`, exit 2
 
 
 def test_cli_verify(ray_cluster, tmp_path, capsys):

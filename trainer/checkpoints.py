@@ -18,6 +18,8 @@ import time
 import uuid
 from pathlib import Path
 
+from ssp.io import building
+
 INDEX = "index.json"
 
 
@@ -125,9 +127,6 @@ def prune_after(root: Path, step: int) -> None:
 
 def copy_model(src: Path, dst: Path) -> Path:
     """Copy an HF folder to `dst` through a temporary sibling (replacing what `dst` held)."""
-    tmp = dst.parent / f".{dst.name}.tmp-{uuid.uuid4().hex[:8]}"
-    shutil.copytree(src, tmp)
-    if dst.exists():
-        shutil.rmtree(dst)
-    tmp.rename(dst)
+    with building(dst) as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
     return dst

@@ -44,7 +44,8 @@ class ToyTaskConfig:
         "from trivially easy to beyond the tiny model (trainer/data/graded_tasks.py)")
     subdomains: list[Literal["add", "sub", "mul", "mod", "code"]] = cfg(["add", "sub", "mul", "mod", "code"], "subdomains to generate: add, sub, mul, mod, code")
     levels: list[int] = cfg([1, 2], "difficulty levels (classic: digit count of the operands; graded: 1-6)", ge=1)
-    per_cell: int = cfg(200, "problems per (subdomain, level) cell", ge=1)
+    per_cell: int = cfg(200, "problems per (subdomain, level) cell (at most 5000: more than most cells hold, and "
+                             "a cell that holds fewer is searched per_cell x 50 times)", ge=1, le=5000)
     seed: int = cfg(0, "random seed; the same seed gives the same problems and ids")
 
     def __post_init__(self) -> None:

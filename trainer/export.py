@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import uuid
 from pathlib import Path
 
 import yaml
 
-from ssp.io import DataError
+from ssp.io import DataError, building, check_output_dir
 from trainer import checkpoints as ckpts
 
 MARK = "**exported**"
@@ -166,22 +165,16 @@ def export(run_dir: Path, out: Path, step: int | None = None, best: bool = False
     """Write the chosen checkpoint of `run_dir` to `out` (new or empty) with README.md and config.yaml."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"{out}: already exists and is not an empty folder; export writes a new folder")
+    check_output_dir(out, [run_dir], "-", "ssp export")  # never the run folder (or one holding it)
     rl_dir = find_rl_run(run_dir)
     index = ckpts.read_index(rl_dir / "checkpoints")
     entry = pick(rl_dir, sorted(index["checkpoints"], key=lambda e: e["step"]), step, best)
     conf_path = rl_dir / "config.yaml"
     conf = yaml.safe_load(conf_path.read_text()) if conf_path.exists() else {}
     pipeline = rl_dir != run_dir and (run_dir / "spectrum").is_dir()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.export-{uuid.uuid4().hex[:8]}"
-    try:
-        shutil.copytree(rl_dir / entry["path"], tmp)
+    with building(out) as tmp:
+        shutil.copytree(rl_dir / entry["path"], tmp, dirs_exist_ok=True)
         (tmp / "README.md").write_text(model_card(rl_dir, conf, index, entry, pipeline))
         if conf_path.exists():
             shutil.copyfile(conf_path, tmp / "config.yaml")
-        if out.exists():
-            out.rmdir()
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out

