@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml cluster/install.sh
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=25 tests
 
 # The main job, all of SSP: tiny model -> Spectrum (SFT on Ray Train, probe, merge) -> Signal (`ssp rl`, MGPO)
 # -> summary table, plots, dashboard. DEMO_DIR=runs/demo-X continues a run that stopped.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ import torch
 from torch import Tensor
 
 from actors.config import LearnerConfig, LossConfig
+from actors.efficiency import model_flops, peak_flops
 from actors.losses import policy_loss, token_weights
 from actors.records import Rollout
 from actors.train_engine import TrainEngine, lr_lambda, plan_micro_batches, token_logprobs
@@ -88,6 +90,7 @@ class LearnerWorker:
                                   schedule=lr_lambda(c.warmup_steps), seed=c.seed, rank=self.rank,
                                   world=self.world, gradient_checkpointing=c.gradient_checkpointing)
         self.device = self.engine.torch_device
+        self.peak, self.peak_source = peak_flops(c.device, c.dtype)  # MFU's denominator, measured once
         self.ref = None
         if c.loss.kl_coef:  # reference model only when the KL term is on
             from transformers import AutoModelForCausalLM
@@ -108,10 +111,12 @@ class LearnerWorker:
 
     def train(self, b: Batch, plan: list[list[int]]) -> dict[str, float]:
         """`ppo_epochs` optimizer steps on this rank's micro-batches; sums for the driver to combine."""
-        c, eng = self.c, self.engine
+        c, eng, t0 = self.c, self.engine, time.perf_counter()
         mbs = [self._micro(b, idx) for idx in plan]
         old: list[Tensor | None] = [None] * len(mbs)
-        if c.logprobs_source == "learner" and c.ppo_epochs > 1:
+        real = float(sum(int(m["attention_mask"].sum()) for m in mbs))  # tokens through the model, per pass
+        recompute_old = c.logprobs_source == "learner" and c.ppo_epochs > 1
+        if recompute_old:
             with torch.no_grad():
                 old = [token_logprobs(eng, m["input_ids"], m["attention_mask"], False,
                                       chunk=c.logprob_chunk_tokens)[0] for m in mbs]
@@ -138,6 +143,12 @@ class LearnerWorker:
                     sums[k] = sums.get(k, 0.0) + met[k] * met["tokens"] / c.ppo_epochs
                 sums["tokens"] = sums.get("tokens", 0.0) + met["tokens"] / c.ppo_epochs
             sums.update(eng.step())
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        sums.update(train_s=time.perf_counter() - t0, real_tokens=real, peak_flops=self.peak,
+                    positions=float(sum(m["attention_mask"].numel() for m in mbs)),
+                    flops=model_flops(eng.params, real, c.ppo_epochs, int(recompute_old) + c.ppo_epochs * (
+                        self.ref is not None)))
         return sums
 
     def state_dict(self) -> dict[str, Tensor] | None:
@@ -159,6 +170,15 @@ class LearnerWorker:
 
     def load_checkpoint(self, path: str) -> None:
         self.engine.load_checkpoint(path)
+
+
+def efficiency(parts: list[dict[str, float]]) -> dict[str, float]:
+    """The step's learner tokens/s (tokens through the model, prompt and response, over the slowest rank's time),
+    padding fraction (padded positions of its micro-batches) and MFU (actors/efficiency.py) from the ranks' sums."""
+    wall = max(p["train_s"] for p in parts)
+    real, positions = sum(p["real_tokens"] for p in parts), sum(p["positions"] for p in parts)
+    return {"learner_tok_s": real / max(wall, 1e-9), "pad_frac": 1 - real / max(positions, 1.0),
+            "mfu": sum(p["flops"] for p in parts) / max(wall * sum(p["peak_flops"] for p in parts), 1e-9)}
 
 
 def gather(refs: list) -> list:
@@ -228,7 +248,7 @@ class LearnerGroup:
         tokens = sum(p["tokens"] for p in parts)
         self.lr = parts[0]["lr"]
         m.update(loss=sum(p["loss"] for p in parts), tokens=tokens, grad_norm=parts[0]["grad_norm"],
-                 lr=self.lr, stepped=1.0)
+                 lr=self.lr, stepped=1.0, **efficiency(parts))
         for k in TOKEN_METRICS:
             m[k] = sum(p[k] for p in parts) / max(tokens, 1.0)
         return m

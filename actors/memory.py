@@ -2,12 +2,16 @@
 by ZeRO stage, activations with and without gradient checkpointing, the log-prob chunk, a reference model) and of
 a vLLM engine (weights, one longest sequence's KV cache). Pure arithmetic on the model's shape; no torch.
 
-The terms follow what the engine does (actors/train_engine.py): the HF model is loaded in fp32 and DeepSpeed keeps
-the `dtype` copy it computes with (bf16: plus fp32 master weights in the optimizer state); AdamW holds two fp32
-moments; `token_logprobs` keeps ~4 fp32 copies of one chunk's logits at its peak (logits, log_softmax, exp for
-the entropy, and the gradient). Activations per token and layer are the inputs the backward pass keeps: the
-attention block's (q, k, v, output, norm) and the MLP's (gate, up, activation, product) — an estimate, within a
-small factor of the measured value, good for refusing configs that are off by more than that.
+The terms follow what the engine does (actors/train_engine.py, DeepSpeed ZeRO): the weights in the `dtype` it
+computes with; the gradients twice (the backward's reduce bucket and the reduced partition); the optimizer state
+12 bytes a parameter (AdamW's two fp32 moments and the fp32 master partition DeepSpeed keeps, in fp32 training
+too); `token_logprobs` keeps ~4 fp32 copies of one chunk's logits at its peak (logits, log_softmax, exp for the
+entropy, and the gradient). Activations: 9 x hidden + 5.5 x intermediate elements per token and layer without
+checkpointing (the inputs the backward keeps, norms' fp32 copies and rotary q/k included), and 11 x hidden per
+token outside the layers; with checkpointing, each layer's input plus two layers' worth for the one being
+recomputed. The constants were fitted to the peak memory of a ZeRO-2 rank measured on this machine kind at 2-8
+layers and 1-4K tokens (within 5% without checkpointing, up to 20% over with it; tests/test_memory_model.py
+checks three sizes within 25%); GPU kernels (flash attention) keep less, so on a GPU this errs on the safe side.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 GIB = 1024 ** 3
+RUNTIME = 128 * 1024 ** 2  # what a learner process holds beyond the terms (measured on CPU; see below)
 _BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "auto": 2}
 
 
@@ -61,18 +66,20 @@ def learner_terms(m: ModelShape, *, dtype: str, zero_stage: int, ranks: int, tok
     longest single sequence when that is longer: a row is never split)."""
     p, b = m.params, _BYTES[dtype]
     shard = lambda stage: ranks if zero_stage >= stage else 1  # noqa: E731
-    opt_per_param = 8 + (4 if b < 4 else 0)  # AdamW moments (+ fp32 master weights when computing in 16 bit)
-    per_tok_layer = 6 * m.hidden + 4 * m.intermediate  # elements the backward keeps per token and layer
-    if checkpointing:  # each layer's input kept; one layer's working set recomputed at a time
-        act = tokens * b * (m.layers * m.hidden + per_tok_layer)
-        act_how = f"{tokens} tokens x ({m.layers} layers x {m.hidden} + {per_tok_layer}) x {b} B (checkpointed)"
+    opt_per_param = 12  # AdamW's two fp32 moments + the fp32 master partition DeepSpeed keeps whatever the dtype
+    per_tok_layer = 9 * m.hidden + 11 * m.intermediate // 2  # elements the backward keeps per token and layer
+    outside = 11 * m.hidden  # per token outside the layers: embeddings, final norm, the log-prob pass's inputs
+    if checkpointing:  # each layer's input kept; a recomputed layer's working set and its gradients at a time
+        act = tokens * b * (outside + m.layers * m.hidden + 2 * per_tok_layer)
+        act_how = (f"{tokens} tokens x ({outside} + {m.layers} layers x {m.hidden} + 2 x {per_tok_layer}) x {b} B "
+                   "(checkpointed)")
     else:
-        act = tokens * b * m.layers * per_tok_layer
-        act_how = f"{tokens} tokens x {m.layers} layers x {per_tok_layer} x {b} B (no checkpointing)"
+        act = tokens * b * (outside + m.layers * per_tok_layer)
+        act_how = f"{tokens} tokens x ({outside} + {m.layers} layers x {per_tok_layer}) x {b} B (no checkpointing)"
     rows = chunk if 0 < chunk < tokens else tokens
     terms = [
         Term("weights", p * b / shard(3), f"{p / 1e9:.3g}B params x {b} B / {shard(3)} (ZeRO-{zero_stage})"),
-        Term("gradients", p * b / shard(2), f"{p / 1e9:.3g}B x {b} B / {shard(2)}"),
+        Term("gradients", 2 * p * b / shard(2), f"2 x {p / 1e9:.3g}B x {b} B / {shard(2)} (bucket + partition)"),
         Term("optimizer", p * opt_per_param / shard(1), f"{p / 1e9:.3g}B x {opt_per_param} B / {shard(1)}"),
         Term("activations", act, act_how),
         Term("logits", 4 * rows * m.vocab * 4, f"4 fp32 copies x {rows} tokens x vocab {m.vocab}"
@@ -80,6 +87,8 @@ def learner_terms(m: ModelShape, *, dtype: str, zero_stage: int, ranks: int, tok
     ]
     if reference:
         terms.append(Term("reference", p * b / shard(3), f"{p / 1e9:.3g}B x {b} B (KL reference model)"))
+    terms.append(Term("runtime", RUNTIME, "DeepSpeed's and torch's own buffers (measured; a GPU's CUDA context "
+                                          "is more, inside gpu_memory_gib's margin)"))
     return terms
 
 

@@ -167,6 +167,7 @@ class TrainEngine:
         self.torch_device = torch.device("cuda", 0) if device == "cuda" else torch.device("cpu")
         model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
         model.config.use_cache = False
+        self.params = sum(p.numel() for p in model.parameters())  # before ZeRO-3 partitions them (for MFU)
         if gradient_checkpointing:  # HF checkpoints its decoder layers in training mode only
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             model.train()

@@ -39,6 +39,10 @@ STEP_METRICS = {
     "skipped_frac": "share of samples skipped (zero-advantage groups)",
     "weight_version_min": "oldest weight version in the batch",
     "samples": "rollouts in the step's batch",
+    "learner_tok_s": "tokens (prompt and response) through the learner per second of its slowest rank",
+    "pad_frac": "share of the learner's micro-batch positions that are padding",
+    "mfu": "model FLOPs utilisation of the learner: 6 x params x tokens per trained pass over time x peak "
+           "(actors/efficiency.py)",
     "eval_pass1": "held-out Pass@1 (mean over k samples per problem), set at each evaluation",
 }
 

@@ -9,8 +9,8 @@ import re
 import sys
 from pathlib import Path
 
-from ssp.config import ConfigError, describe, load_config, positive_int, to_dict
-from ssp.io import DataError, Unavailable, check_output_dir
+from ssp.config import ConfigError, describe, int_at_least, load_config, positive_int, to_dict
+from ssp.io import DataError, Unavailable, building, check_output, check_output_dir, writing
 from ssp.tree import add_config_args, load_tree
 from trainer.preflight import preflight, require
 
@@ -52,6 +52,39 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
     out = build(conf.model.tiny, args.out or conf.model.path)
     info = json.loads((out / MARKER).read_text())
     print(f"tiny model: {out}  params={info['params']:,}  vocab={info['vocab']}")
+    return 0
+
+
+def cmd_toy_data(args: argparse.Namespace) -> int:
+    from trainer.data import toy_tasks
+
+    conf = load_tree(args)
+    out = Path(args.out)
+    check_output_dir(out, [], "toy_data.json", "ssp toy-data")  # a folder of yours is never written into
+    train, held = toy_tasks.split(toy_tasks.generate(conf.data.toy), seed=conf.data.toy.seed)
+    with building(out) as tmp:
+        toy_tasks.write_jsonl(train, tmp / "train.jsonl")
+        toy_tasks.write_jsonl(held, tmp / "eval.jsonl")
+        (tmp / "toy_data.json").write_text(json.dumps({"toy": to_dict(conf)["data"]["toy"]}, indent=1))
+    print(f"toy data: {len(train)} train, {len(held)} held-out problems in {out}")
+    return 0
+
+
+def cmd_decontaminate(args: argparse.Namespace) -> int:
+    from trainer.data.decontam import decontaminate
+    from trainer.data.problems import to_record
+    from trainer.data.sources import load_all, load_source
+    check_output(args.out, args.train + args.eval, args.overwrite)
+    train = load_all(args.train)  # kept items are written by id: two train files must not share one
+    evals = [p for f in args.eval for p in load_source(f)]
+    report = decontaminate(train, evals, n=args.n)
+    print(f"train={len(train)} eval={len(evals)} kept={len(report.kept)} dropped={len(report.dropped)}")
+    for p, eid, gram in report.dropped[: args.show]:
+        print(f"  drop {p.id}  (hits {eid}: '{gram}')")
+    if args.out:
+        with writing(args.out) as f:
+            f.writelines(json.dumps(to_record(p)) + "\n" for p in report.kept)
+        print(f"wrote {args.out}")
     return 0
 
 
@@ -140,16 +173,6 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_merge(args: argparse.Namespace) -> int:
-    from trainer.spectrum.merge import merge
-
-    if Path(args.out).resolve() in [Path(m).resolve() for m in args.models]:
-        raise DataError(f"{args.out}: the output would overwrite an input model")
-    out = merge(args.models, args.out, args.weights)
-    print(f"merged {len(args.models)} models -> {out}")
-    return 0
-
-
 def cmd_spectrum(args: argparse.Namespace) -> int:
     conf = load_tree(args)
     require(conf, "spectrum")
@@ -191,14 +214,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if preflight(conf, args.stage, print_table=True).ok else 2
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    from trainer.export import export
-
-    out = export(Path(args.run_dir), Path(args.out), step=args.step, best=args.best)
-    print(f"exported {out}")
-    return 0
-
-
 def cmd_cluster(args: argparse.Namespace) -> int:
     from cluster import local
 
@@ -226,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ssp", description="ssp-rl: Spectrum-to-Signal RL post-training")
     parser.add_argument("--version", action="version", version=f"ssp-rl {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="<command>")
+    from trainer.cli import export_cli, merge_cli
 
     p = sub.add_parser("config", help="print the resolved config tree (or every key with its help)")
     add_config_args(p)
@@ -237,9 +253,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output dir (default: model.path)")
     p.set_defaults(func=cmd_tiny_model)
 
-    from trainer.data.cli import register_cli as data_cli  # commands owned by their rooms
+    p = sub.add_parser("toy-data", help="write the toy tasks as train/eval JSONL")
+    add_config_args(p)
+    p.add_argument("--out", default="artifacts/toy-data", help="output dir")
+    p.set_defaults(func=cmd_toy_data)
 
-    data_cli(sub)  # toy-data, decontaminate
+    p = sub.add_parser("decontaminate", help="drop train items sharing a 10-gram with any eval set")
+    p.add_argument("--train", nargs="+", required=True, help="train files (.jsonl/.parquet)")
+    p.add_argument("--eval", nargs="+", required=True, help="eval files")
+    p.add_argument("--out", help="write kept train items here (JSONL)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.add_argument("--n", type=positive_int, default=10, help="n-gram length (>= 1)")
+    p.add_argument("--show", type=int_at_least(0), default=10, help="dropped items to list (>= 0)")
+    p.set_defaults(func=cmd_decontaminate)
 
     p = sub.add_parser("generate", help="sample answers to toy problems from model.path with vLLM")
     add_config_args(p)
@@ -260,11 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", nargs="+", help="HF checkpoint dirs (default: RUN_DIR/sft's checkpoints)")
     p.set_defaults(func=cmd_probe)
 
-    p = sub.add_parser("merge", help="Spectrum: parameter-wise weighted average of HF checkpoints (fp32 accumulate)")
-    p.add_argument("--models", nargs="+", required=True, help="HF checkpoint dirs")
-    p.add_argument("--out", required=True, help="output HF dir")
-    p.add_argument("--weights", nargs="+", type=float, help="one weight per model, summing to 1 (default 1/N)")
-    p.set_defaults(func=cmd_merge)
+    merge_cli(sub)  # merge (trainer/cli.py)
 
     p = sub.add_parser("spectrum", help="the Spectrum stage: sft -> probe -> merge -> probe merged, with a report")
     add_config_args(p)
@@ -289,14 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="check what this stage needs (all = the pipeline's stages)")
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("export", help="write one of a run's checkpoints (--step N, --best, default the last) as an HF "
-                                      "folder with a model card")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="an `ssp rl` or `ssp pipeline` run directory")
-    p.add_argument("--out", required=True, help="output folder (must not exist, or be empty)")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--step", type=positive_int, help="the checkpoint of this RL step")
-    g.add_argument("--best", action="store_true", help="the checkpoint with the best held-out Pass@1")
-    p.set_defaults(func=cmd_export)
+    export_cli(sub)  # export (trainer/cli.py)
 
     p = sub.add_parser("cluster", help="a local Ray head + the scheduler's Redis for every other command to attach to")
     p.add_argument("action", choices=["up", "status", "down"], help="up: start (or show); status: what runs; "
@@ -304,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(p)
     p.set_defaults(func=cmd_cluster)
 
-    from actors.verifier.cli import register_cli as verify_cli
+    from actors.verifier.cli import register_cli as verify_cli  # commands owned by their rooms
     from cluster.scheduler_cli import register_cli as scheduler_cli
     from serve.cli import register_cli as serve_cli
     from trainer.models.gguf import register_cli as gguf_cli

@@ -11,10 +11,10 @@ import torch
 from safetensors.torch import load_file
 
 from actors.config import LearnerConfig, LossConfig
-from actors.learner import LearnerGroup, find_checkpoint
+from actors.learner import LearnerGroup, collate, find_checkpoint
 from actors.losses import score
 from actors.records import Rollout
-from actors.train_engine import token_logprobs
+from actors.train_engine import plan_micro_batches, token_logprobs
 from trainer.config import TinyModelConfig
 from trainer.models.tiny import build
 
@@ -62,6 +62,14 @@ def train_and_export(model_dir: Path, stage: int, out: Path) -> tuple[list[float
     finally:
         group.shutdown()
     assert all(m["skipped_frac"] == 0 and m["tokens"] > 0 for m in metrics)
+    # efficiency: the padding of the planned micro-batches, tokens/s and an MFU below the measured peak
+    b = collate(samples, LossConfig(), 0)
+    lengths = b.attention_mask.sum(1).tolist()
+    plan = [[0] if mb == [-1] else mb for rank in plan_micro_batches(lengths, b.keep, 96, 2) for mb in rank]
+    positions = sum(len(mb) * max(lengths[i] for i in mb) for mb in plan)
+    real = sum(lengths[i] for mb in plan for i in mb)
+    assert real < positions and all(m["pad_frac"] == pytest.approx(1 - real / positions) for m in metrics)
+    assert all(m["learner_tok_s"] > 0 and 0 < m["mfu"] < 1 for m in metrics), metrics
     return [m["loss"] for m in metrics], sd
 
 
@@ -177,3 +185,16 @@ def test_chunked_logprobs_and_checkpointing_match_plain(ray_cluster, model_1l, s
     assert plain[1]["approx_kl"] > 0
     for k, v in sd_plain.items():
         torch.testing.assert_close(sd_chunked[k], v, atol=1e-5, rtol=1e-4, msg=k)
+
+
+def test_efficiency_figures_from_the_ranks_sums():
+    from actors.efficiency import measure_peak, model_flops
+    from actors.learner import efficiency
+
+    assert model_flops(1000, 10, trained_passes=2, forward_passes=1) == 1000 * 10 * 14
+    parts = [{"train_s": 2.0, "real_tokens": 300.0, "positions": 400.0, "flops": 6e9, "peak_flops": 1e10},
+             {"train_s": 1.0, "real_tokens": 100.0, "positions": 100.0, "flops": 2e9, "peak_flops": 1e10}]
+    e = efficiency(parts)  # the slowest rank sets the time
+    assert e == pytest.approx({"learner_tok_s": 200.0, "pad_frac": 0.2, "mfu": 8e9 / (2.0 * 2e10)})
+    peak = measure_peak("cpu", "float32", n=256, seconds=0.05)
+    assert 1e8 < peak < 1e13  # a CPU core does between 0.1 and 10,000 GFLOP/s

@@ -31,7 +31,7 @@ from trainer.config import PhaseConfig
 from trainer.data.problems import Problem
 from trainer.eval.metrics import paired_gain
 from trainer.eval.score import evaluate, stratified_subset
-from trainer.run_log import RunLog, summary_table
+from trainer.run_log import RunLog, step_totals, summary_table
 
 
 class Run:
@@ -312,7 +312,7 @@ def run_rl(conf, run_dir: Path, train: list[Problem], held: list[Problem], polic
 
 def finish(run: Run, before: dict, after: dict, t_start: float) -> dict:
     recs = [r for r in run.log.records() if "samples" in r]
-    split = {k: sum(r.get(k, 0.0) for r in recs) for k in ("time_generate", "time_verify", "time_train", "time_sync")}
+    split = step_totals(recs)  # where the time went, and how well the learner used its devices
     summary = {
         "pass1_before": before["pass1"], "pass1_after": after["pass1"],
         "pass1_gain": after["pass1"] - before["pass1"], **paired(before, after),

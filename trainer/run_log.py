@@ -102,6 +102,17 @@ class RunLog:
             raise err
 
 
+def step_totals(recs: list[dict]) -> dict:
+    """The run's time per phase of the step (seconds, summed) and the learner's efficiency per step (means over
+    the steps that trained): learner tokens/s, padding fraction of its micro-batches, MFU."""
+    out = {k: sum(r.get(k, 0.0) for r in recs) for k in ("time_generate", "time_verify", "time_train", "time_sync")}
+    for k in ("learner_tok_s", "pad_frac", "mfu"):
+        vals = [r[k] for r in recs if k in r]
+        if vals:
+            out[f"{k}_mean"] = sum(vals) / len(vals)
+    return out
+
+
 def summary_table(summary: dict) -> str:
     rows = [(k, f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in summary.items()
             if not isinstance(v, dict | list)]
