@@ -86,11 +86,12 @@ def test_learner_memory_terms_by_zero_stage_chunk_and_checkpointing():
         return {t.name: t.bytes for t in learner_terms(m, **{**base, **kw})}
 
     z3, z2, z1 = terms(), terms(zero_stage=2), terms(zero_stage=1)
-    assert z3["weights"] == p * 2 / 4 and z2["weights"] == p * 2 and z2["gradients"] == p * 2 / 4
-    assert z1["gradients"] == p * 2 and z1["optimizer"] == p * 12 / 4  # bf16: m, v and fp32 master weights
-    assert terms(dtype="float32")["optimizer"] == p * 8 / 4
+    # the gradients twice (bucket + partition); the optimizer: m, v and DeepSpeed's fp32 master partition
+    assert z3["weights"] == p * 2 / 4 and z2["weights"] == p * 2 and z2["gradients"] == 2 * p * 2 / 4
+    assert z1["gradients"] == 2 * p * 2 and z1["optimizer"] == p * 12 / 4
+    assert terms(dtype="float32")["optimizer"] == p * 12 / 4 and terms(dtype="float32")["weights"] == p * 4 / 4
     assert z3["logits"] == 4 * 4096 * 1000 * 4 and terms(chunk=512)["logits"] == 4 * 512 * 1000 * 4
-    assert terms(checkpointing=True)["activations"] < z3["activations"] / 1.5
+    assert terms(checkpointing=True)["activations"] > z3["activations"]  # 2 layers: recomputing costs more
     assert "reference" in terms(reference=True)
     eng = {t.name: t.bytes for t in engine_terms(m, dtype="bfloat16", max_model_len=1000, tensor_parallel=1)}
     assert eng["kv_cache"] == 2 * 2 * 2 * 16 * 2 * 1000
@@ -98,6 +99,10 @@ def test_learner_memory_terms_by_zero_stage_chunk_and_checkpointing():
     full = learner_terms(q, dtype="bfloat16", zero_stage=3, ranks=4, tokens=65536, chunk=0, checkpointing=False,
                          reference=False)
     assert total(full) / GIB > 80  # the GPU config before chunking and checkpointing: cannot fit one 80 GB GPU
+    acts = {ck: next(t.bytes for t in learner_terms(q, dtype="bfloat16", zero_stage=3, ranks=4, tokens=65536,
+                                                    chunk=2048, checkpointing=ck, reference=False)
+                     if t.name == "activations") for ck in (False, True)}
+    assert acts[True] < acts[False] / 4  # 28 layers: checkpointing keeps a fraction
 
 
 @pytest.mark.parametrize("stage", ["sft", "rl", "eval", "serve"])
