@@ -18,8 +18,25 @@ from tests.conftest import REPO
 SSP = [sys.executable, "-m", "ssp.cli"]
 
 
-def run(*args, cwd=REPO, env=None):
-    return subprocess.run([*SSP, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=180, env=env)
+def run(*args):
+    """`ssp ARGS` in this process (the CLI's own `main`, from the repository root): exit code, stdout, stderr."""
+    import contextlib
+    import io
+    import os
+
+    out, err, here = io.StringIO(), io.StringIO(), os.getcwd()
+    os.chdir(REPO)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                from ssp.cli import main
+
+                rc = main([str(a) for a in args])
+            except SystemExit as e:  # argparse's usage errors
+                rc = e.code
+    finally:
+        os.chdir(here)
+    return subprocess.CompletedProcess(args, rc, out.getvalue(), err.getvalue())
 
 
 def refused(out, *fragments):
@@ -188,7 +205,7 @@ def test_verify_refuses_golds_no_response_could_match(tmp_path):
 
 
 def test_version_and_a_closed_pipe(tmp_path):
-    out = run("--version")
+    out = subprocess.run([*SSP, "--version"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.startswith("ssp-rl "), out
     p = subprocess.Popen([*SSP, "config", "--keys"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     p.stdout.readline()
