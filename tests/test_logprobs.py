@@ -21,7 +21,8 @@ def qwen2(tie: bool = True, layers: int = 2):
     return Qwen2ForCausalLM(cfg).float()
 
 
-def batch(seed: int = 0, t: int = T) -> tuple[torch.Tensor, torch.Tensor]:
+def batch(seed: int = 0, t: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    t = t or T
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, V, (B, t), generator=g)
     attn = torch.ones_like(ids)
@@ -65,6 +66,21 @@ def test_chunked_logprobs_entropy_and_grads_equal_full(chunk, tie):
     for k in want[2]:
         torch.testing.assert_close(got[2][k], want[2][k], msg=k)
     assert got[3] and want[3]
+
+
+def test_chunked_equals_full_at_qwen_vocabulary_and_a_few_hundred_tokens(monkeypatch):
+    """Qwen2.5's 151,936-token vocabulary, 2 x 160 tokens (one row right-padded), chunks of 128: the same log-probs,
+    entropies and gradients as the full computation, to fp32 rounding."""
+    monkeypatch.setitem(globals(), "V", 151936)
+    monkeypatch.setitem(globals(), "T", 160)
+    model = qwen2(tie=True, layers=1)
+    want = run(model, reference)
+    got = run(model, token_logprobs, chunk=128)
+    assert got[0].shape == (2, 160) and model.lm_head.weight.shape[0] == 151936
+    torch.testing.assert_close(got[0], want[0])
+    torch.testing.assert_close(got[1], want[1])
+    for k in want[2]:
+        torch.testing.assert_close(got[2][k], want[2][k], msg=k)
 
 
 @pytest.mark.parametrize("chunk", [0, 5])
