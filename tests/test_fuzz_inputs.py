@@ -138,41 +138,39 @@ def test_problem_parquet_loader(rows, junk):
     _accepts_or_refuses(load_source, str(p))
 
 
-@pytest.mark.timeout(300)
-@FUZZ
-@given(raw)
-def test_sft_file_loader(text):
+def _sft(path):
     from trainer.spectrum.sft import load_chat_pairs
 
-    out = _accepts_or_refuses(load_chat_pairs, _file(text, "sft.jsonl"))
-    assert out is None or all(m[-1]["role"] == "assistant" for m in out)
+    out = load_chat_pairs(path)
+    assert all(m[-1]["role"] == "assistant" for m in out)
+    return out
 
 
-@pytest.mark.timeout(300)
-@FUZZ
-@given(raw)
-def test_verify_input_loader(text):
+def _verify(path):
     from actors.verifier.cli import read_requests
 
-    _accepts_or_refuses(read_requests, _file(text, "responses.jsonl"))
+    return read_requests(path)
 
 
-@pytest.mark.timeout(300)
-@FUZZ
-@given(raw)
-def test_scheduler_export_parser(text):
+def _scheduler_export(path):
     from cluster.scheduler_io import _parse_export
 
-    _accepts_or_refuses(_parse_export, _file(text, "state.jsonl"))
+    return _parse_export(path)
+
+
+def _eval_samples(path):
+    from trainer.eval.run import read_samples
+
+    return read_samples(path)
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.parametrize("loader", [_sft, _verify, _scheduler_export, _eval_samples],
+                         ids=["sft-file", "verify-input", "scheduler-export", "eval-samples"])
 @FUZZ
-@given(raw)
-def test_eval_samples_reader(text):
-    from trainer.eval.run import read_samples
-
-    _accepts_or_refuses(read_samples, _file(text, "samples.jsonl"))
+@given(text=raw)
+def test_jsonl_loaders(loader, text):
+    _accepts_or_refuses(loader, _file(text, "in.jsonl"))
 
 
 @pytest.mark.timeout(300)
