@@ -170,7 +170,7 @@ class ProblemScheduler:
 
     def _prefix(self) -> str:
         if self.fingerprint is None:
-            fps = sorted(self._call(lambda: self.client.smembers(self._datasets_key())))
+            fps = self.datasets()
             if len(fps) != 1:
                 raise ValueError(f"scheduler: run {self.run!r} has datasets {fps}; call register(problems) "
                                  "first or pass fingerprint=")
