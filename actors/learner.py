@@ -90,7 +90,7 @@ class LearnerWorker:
                                   schedule=lr_lambda(c.warmup_steps), seed=c.seed, rank=self.rank,
                                   world=self.world, gradient_checkpointing=c.gradient_checkpointing)
         self.device = self.engine.torch_device
-        self.peak, self.peak_source = peak_flops(c.device, c.dtype)  # MFU's denominator, measured once
+        self.peak = peak_flops(c.device, c.dtype)[0]  # MFU's denominator, measured once
         self.ref = None
         if c.loss.kl_coef:  # reference model only when the KL term is on
             from transformers import AutoModelForCausalLM

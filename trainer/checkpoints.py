@@ -12,13 +12,12 @@ temporary sibling, then a rename), so a kill leaves the previous index or folder
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 import uuid
 from pathlib import Path
 
-from ssp.io import building
+from ssp.io import building, writing
 
 INDEX = "index.json"
 
@@ -62,9 +61,8 @@ def read_index(root: Path) -> dict:
 
 
 def write_json(path: Path, data) -> None:
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    with writing(path) as f:  # a temporary sibling, renamed into place
+        f.write(json.dumps(data, indent=1))
 
 
 def staging(root: Path, step: int) -> Path:
