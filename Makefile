@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # Process env vars come from cluster/env.py (the CLI and the tests apply it), not from here.
 
-.PHONY: install test demo demo-real bench lint clean
+.PHONY: install test demo demo-real bench chaos lint clean
 
 install: $(STAMP)
 
@@ -39,6 +39,13 @@ bench: $(STAMP)
 	set -o pipefail; $(PY) benchmarks/vs_trl.py --steps 80 2>&1 | tee $(BENCH_LOGS)/vs_trl.log
 	set -o pipefail; $(PY) benchmarks/ablate.py --seeds 3 --steps 40 2>&1 | tee $(BENCH_LOGS)/ablate.log
 	@$(PY) benchmarks/headline.py $(BENCH_LOGS)
+
+# Issue 33's faults, injected into real runs one after another on a 3-node local Ray cluster (a lost engine and
+# learner node, a lost verifier node in a code phase, the scheduler's Redis restarted, the run's own Redis killed,
+# `ssp serve` under load and a replica killed); about 20 minutes. Ends with one JSON line (BENCHMARKS.md "Faults").
+chaos: $(STAMP)
+	@mkdir -p $(BENCH_LOGS)
+	set -o pipefail; $(PY) benchmarks/faults.py 2>&1 | tee $(BENCH_LOGS)/faults.log
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -103,6 +103,13 @@ class LearnerConfig:
                                    "of several 1-thread ranks exchanging gradients over gloo)", ge=1)
     num_gpus_per_actor: float = cfg(1.0, "Ray GPUs per learner actor with device=cuda (below 1 shares a GPU with an "
                                          "engine, e.g. 0.5 on a one-GPU machine)", gt=0, le=1)
+    resources: dict[str, float] = cfg({}, "custom Ray resources per learner rank (each placement-group bundle), e.g. "
+                                          "{ssp_gpu: 1} to keep the ranks on the GPU worker group of "
+                                          "k8s/raycluster.yaml (on CPU nodes nothing else keeps them off the "
+                                          "verifiers' nodes)")
+    startup_timeout_s: float = cfg(600.0, "fail loudly if the learner's placement group is not placed (a node "
+                                          "with its resources) and its ranks ready within this time; also the "
+                                          "wait for a replacement node after a node is lost", gt=0)
     lr: float = cfg(1e-6, "AdamW learning rate", gt=0)
     weight_decay: float = cfg(0.0, "AdamW weight decay", ge=0)
     warmup_steps: int = cfg(0, "linear LR warmup steps, then constant", ge=0)
@@ -128,6 +135,9 @@ class VerifierConfig:
     resources: dict[str, float] = cfg({}, "custom Ray resources per verifier actor, e.g. {ssp_cpu: 1} to keep "
                                           "verifiers on the CPU worker group of k8s/raycluster.yaml")
     max_restarts: int = cfg(3, "times Ray restarts a crashed verifier actor", ge=-1)
+    restart_timeout_s: float = cfg(300.0, "how long checks wait for a lost verifier actor to come back (Ray restarts "
+                                          "it, on a replacement node if its node was lost) before the run fails",
+                                   gt=0)
     math_timeout_s: float = cfg(5.0, "hard time limit per math check (helper process killed after it)", gt=0)
     math_memory_mb: int = cfg(4096, "address-space limit of each math helper process", ge=256)
     math_think: Literal["required", "optional"] = cfg(

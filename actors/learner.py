@@ -156,11 +156,16 @@ class LearnerWorker:
 
     def publish_weights(self, sync_name: str) -> list | None:
         """Gather the full weights (a collective) and, on rank 0, publish them through WeightSync; returns
-        [handle] (in a list, so Ray hands the caller the ObjectRef itself, not the blob)."""
+        [handle, bytes of the weights] (in a list, so Ray hands the caller the ObjectRef itself, not the blob)."""
         from actors.weight_sync import make
 
         sd = self.engine.state_dict()
-        return None if sd is None else [make(sync_name).publish(sd)]
+        if sd is None:
+            return None
+        return [make(sync_name).publish(sd), sum(t.numel() * t.element_size() for t in sd.values())]
+
+    def node_id(self) -> str:
+        return ray.get_runtime_context().get_node_id()
 
     def save_hf(self, path: str) -> None:
         self.engine.save_hf(path)
@@ -203,11 +208,15 @@ def find_checkpoint(path: str | Path) -> Path | None:
     return final
 
 
+class LearnerUnavailable(RuntimeError):
+    """The learner's placement group could not be placed in time (no node with its resources)."""
+
+
 class LearnerGroup:
     """Driver-side handle on `num_actors` learner actors in one placement group."""
 
     def __init__(self, config: LearnerConfig, model_path: str, num_actors: int | None = None) -> None:
-        from ray.util.placement_group import placement_group
+        from ray.util.placement_group import placement_group, remove_placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
         from transformers import AutoTokenizer
 
@@ -215,9 +224,14 @@ class LearnerGroup:
         n = num_actors or config.num_actors
         gpus = config.num_gpus_per_actor if config.device == "cuda" else 0
         cpus = config.threads_per_rank
-        bundle = {"CPU": cpus, "GPU": gpus} if gpus else {"CPU": cpus}
+        bundle = {"CPU": cpus, **({"GPU": gpus} if gpus else {}), **config.resources}
         self.pg = placement_group([bundle] * n, strategy="PACK")
-        ray.get(self.pg.ready())
+        if not self.pg.wait(config.startup_timeout_s):
+            remove_placement_group(self.pg)
+            raise LearnerUnavailable(f"learner: {n} bundles of {bundle} not placed within {config.startup_timeout_s:g}s "
+                                     "(learner.startup_timeout_s); does the cluster have a node with them free "
+                                     "(learner.num_actors, threads_per_rank, num_gpus_per_actor, resources)?")
+        self.publish_bytes = 0
         env = learner_env(config.device, cpus)
         actor = ray.remote(LearnerWorker)
         self.workers = [
@@ -260,7 +274,20 @@ class LearnerGroup:
 
     def publish_weights(self, sync_name: str = "object-store"):
         """A WeightSync handle for the current weights, published by rank 0 (the driver gets only the handle)."""
-        return gather([w.publish_weights.remote(sync_name) for w in self.workers])[0][0]
+        handle, self.publish_bytes = gather([w.publish_weights.remote(sync_name) for w in self.workers])[0]
+        return handle
+
+    def node_ids(self) -> list[str]:
+        """The Ray node of each rank."""
+        return gather([w.node_id.remote() for w in self.workers])
+
+    def alive(self, timeout_s: float = 10.0) -> bool:
+        """Whether every rank answers (a rank on a lost node does not)."""
+        try:
+            ray.get([w.node_id.remote() for w in self.workers], timeout=timeout_s)
+            return True
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            return False
 
     def save_hf(self, path: str | Path) -> None:
         """`save_pretrained` safetensors + tokenizer, loadable by transformers and vLLM."""

@@ -12,6 +12,7 @@ fails), pushes the current weights to it before it serves again, and retries the
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import asdict
 
@@ -51,6 +52,9 @@ class RolloutWorker:
 
     def ready(self) -> int:
         return self.version
+
+    def node_id(self) -> str:
+        return ray.get_runtime_context().get_node_id()
 
     def generate(self, problems: list, n: int, mode: str = "n", min_version: int | None = None,
                  overrides: dict | None = None, instruction: str | None = None) -> list[Rollout]:
@@ -173,11 +177,22 @@ class RolloutPool:
         return max(secs)
 
     def _resync(self, worker) -> None:
-        """Bring a (restarted) engine back to the current weights before it serves again."""
+        """Bring a (restarted) engine back to the current weights before it serves again (a lost engine is
+        waited for up to rollout.startup_timeout_s: Ray restarts it, on a replacement node if its node died)."""
+        t0 = time.monotonic()
+        print(f"rollout: engine {self.workers.index(worker)} lost or behind; waiting up to "
+              f"{self.config.startup_timeout_s:g}s for it (rollout.startup_timeout_s), then resyncing it to "
+              f"weights v{self.version}", file=sys.stderr, flush=True)
         self._wait_ready([worker])
         if self.weights_ref is not None:
             ray.get(worker.update_weights.remote(self.weights_ref, self.version),
                     timeout=self.config.request_timeout_s)
+        print(f"rollout: engine {self.workers.index(worker)} serving again on v{self.version} after "
+              f"{time.monotonic() - t0:.1f}s", file=sys.stderr, flush=True)
+
+    def node_ids(self) -> list[str]:
+        """The Ray node of each engine."""
+        return ray.get([w.node_id.remote() for w in self.workers], timeout=self.config.request_timeout_s)
 
     def generate(self, problems: list, n: int, overrides: dict | None = None) -> list[Rollout]:
         """G=`n` rollouts per Problem (dicts with `id` and `prompt` are accepted too), in problem order, all

@@ -72,7 +72,8 @@ class SchedulerConfig:
     reprobe: float = cfg(0.02, "per-problem weight of parked problems (re-probe); 0 = never sample them", ge=0)
     ema_decay: float = cfg(0.3, "weight of the newest group in the per-problem recent pass-rate EMA", gt=0, le=1)
     dedupe_ttl_s: int = cfg(7 * 86400, "how long (step, problem, sample) keys are kept for idempotency", ge=1)
-    retries: int = cfg(6, "connection retries (exponential backoff) before failing loudly", ge=0)
+    retries: int = cfg(30, "connection retries (exponential backoff to retry_cap_s) before failing loudly with a "
+                           "resumable state: 30 = about 53 s of waiting for a Redis being restarted", ge=0)
     retry_base_s: float = cfg(0.1, "first retry delay; doubles up to retry_cap_s", gt=0)
     retry_cap_s: float = cfg(2.0, "largest retry delay", gt=0)
     metrics_interval_s: float = cfg(5.0, "seconds between Ray dashboard gauge updates", gt=0)

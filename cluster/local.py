@@ -53,7 +53,7 @@ def _head_procs(temp_dir: str) -> list[psutil.Process]:
     return list({p.pid: p for p in procs}.values())
 
 
-def _ensure_token() -> None:
+def ensure_token() -> None:
     """Ray 2.60 heads with token auth read ~/.ray/auth_token (or RAY_AUTH_TOKEN); generate one, mode 600."""
     token = Path.home() / ".ray" / "auth_token"
     if os.environ.get("RAY_AUTH_TOKEN") or token.exists():
@@ -76,7 +76,7 @@ def up(conf, sched) -> dict:
         print_addresses(st)
         return st
     d.mkdir(parents=True, exist_ok=True)
-    _ensure_token()
+    ensure_token()
     # a short temp dir of its own (unix socket paths are limited to 107 bytes), so `down` finds its processes
     temp = f"/tmp/ssp-ray-{hashlib.sha1(str(d).encode()).hexdigest()[:8]}"
     metrics_port = conf.metrics_export_port or free_port()

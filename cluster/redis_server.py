@@ -50,11 +50,13 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def _pid_alive(pid: int) -> bool:
+    """A running process (a killed child not yet reaped, a zombie, is not)."""
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except OSError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
         return False
-    return True
 
 
 class RedisServer:
@@ -206,23 +208,57 @@ def attach(data_dir: str | Path) -> str | None:
     return url
 
 
+def revive(data_dir: str | Path, appendfsync: Fsync = "always") -> bool:
+    """Start the server recorded in data_dir/server.json again if its process is gone (killed, OOM): the same
+    host, port and password, so clients reconnect to the same URL, and its AOF replays every acknowledged
+    write (appendfsync always). True if it restarted one; False if there is none to restart or it still runs."""
+    try:
+        info = json.loads((Path(data_dir) / "server.json").read_text())
+    except (OSError, ValueError):
+        return False
+    if _pid_alive(int(info.get("pid", 0))):
+        return False
+    server = RedisServer(data_dir, info.get("binary"), port=int(info["port"]), password=info["password"],
+                         appendfsync=appendfsync, host=info["host"])
+    if not server._spawn(20.0):
+        raise RedisServerError(f"scheduler: could not restart the server on {data_dir}; its log ends with:\n"
+                               f"{server._log_tail()}")
+    server._started()
+    _REVIVED[server.data_dir] = server  # attach_or_start stops it with the run
+    return True
+
+
+_REVIVED: dict[Path, RedisServer] = {}
+
+
+def _shutdown(data_dir: str | Path) -> None:
+    """Shut down the live server on data_dir, if any (it fsyncs its AOF first)."""
+    url = attach(data_dir)
+    if url is None:
+        return
+    try:
+        with redis.Redis.from_url(url, socket_timeout=5) as client:
+            client.shutdown()
+    except (redis.ConnectionError, OSError):
+        pass  # the server closes the connection as it exits
+
+
 @contextlib.contextmanager
 def attach_or_start(data_dir: str | Path, binary: str | None = None, appendfsync: Fsync = "always",
                     adopt: bool = False):
     """Yield the URL of the server on `data_dir`, starting one (stopped on exit) if none is live.
 
-    With `adopt`, a live server found there (left by a killed run being resumed) is also shut down on exit."""
+    With `adopt`, a live server found there (left by a killed run being resumed) is also shut down on exit;
+    so is one `revive` started meanwhile."""
     url = attach(data_dir)
-    if url is not None:
-        try:
-            yield url
-        finally:
-            if adopt:
-                try:
-                    with redis.Redis.from_url(url, socket_timeout=5) as client:
-                        client.shutdown()  # AOF is fsynced on shutdown
-                except (redis.ConnectionError, OSError):
-                    pass  # the server closes the connection as it exits
-        return
-    with RedisServer(data_dir, binary=binary, appendfsync=appendfsync) as server:
-        yield server.url
+    server = None if url else RedisServer(data_dir, binary=binary, appendfsync=appendfsync).start()
+    try:
+        yield url or server.url
+    finally:
+        if server is not None:
+            server.stop()
+        revived = _REVIVED.pop(Path(data_dir).resolve(), None)
+        if revived is not None and (server is not None or adopt):
+            revived.stop()
+        elif server is not None or adopt:
+            _shutdown(data_dir)

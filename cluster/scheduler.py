@@ -19,6 +19,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -102,11 +103,13 @@ class ProblemScheduler:
     """Per-problem pass rates of one run in Redis. Picklable (reconnects after unpickling)."""
 
     def __init__(self, url: str, run: str, config: SchedulerConfig | None = None,
-                 fingerprint: str | None = None):
+                 fingerprint: str | None = None, revive: Callable[[], bool] | None = None):
         if "{" in run or "}" in run:
             raise ValueError(f"scheduler: run name must not contain braces, got {run!r}")
         self.url, self.run, self.config = url, run, config or SchedulerConfig()
         self.fingerprint = fingerprint
+        self.revive = revive  # restarts an embedded server that died (cluster.redis_server.revive); not pickled
+        self.outages: list[float] = []  # seconds of each stretch Redis did not answer
         self._client: redis.Redis | None = None
         self._scripts: dict[str, Any] = {}
         self._applied, self._t_metrics, self._published = 0, time.monotonic(), False  # the first record publishes
@@ -133,7 +136,12 @@ class ProblemScheduler:
         c, delay, start = self.config, self.config.retry_base_s, time.monotonic()
         for attempt in range(c.retries + 1):
             try:
-                return fn()
+                out = fn()
+                if attempt:
+                    self.outages.append(time.monotonic() - start)
+                    print(f"scheduler: Redis answers again after {self.outages[-1]:.1f}s; continuing (every "
+                          "operation is idempotent: nothing counted twice)", file=sys.stderr, flush=True)
+                return out
             except redis.ResponseError as e:  # our scripts' own errors carry a "scheduler:" message
                 if "scheduler:" in str(e):
                     raise ValueError(str(e)) from None
@@ -147,6 +155,13 @@ class ProblemScheduler:
                         f"after {c.retries} retries over {time.monotonic() - start:.1f}s; resume the run "
                         f"(`ssp rl --resume RUN_DIR` starts the embedded server on its data dir again), "
                         f"or point scheduler.redis_url at a running Redis") from e
+                if attempt == 0:
+                    print(f"scheduler: Redis does not answer ({type(e).__name__}); retrying for up to "
+                          f"~{_patience(c):.0f}s (scheduler.retries, retry_cap_s)", file=sys.stderr, flush=True)
+                if self.revive is not None and self.revive():
+                    print("scheduler: the run's embedded Redis had died; restarted it on the same port from its "
+                          "AOF", file=sys.stderr, flush=True)
+                    continue
                 time.sleep(delay)
                 delay = min(delay * 2, c.retry_cap_s)
         raise AssertionError("unreachable")
@@ -330,6 +345,11 @@ class ProblemScheduler:
         return True
 
 
+def _patience(c: SchedulerConfig) -> float:
+    """Seconds the retries of one operation add up to."""
+    return sum(min(c.retry_base_s * 2**i, c.retry_cap_s) for i in range(c.retries))
+
+
 @contextlib.contextmanager
 def open_scheduler(run: str, config: SchedulerConfig | None = None, data_dir: str | Path | None = None,
                    own_server: bool = False, cluster_dir: str | None = None) -> Iterator[ProblemScheduler]:
@@ -338,7 +358,7 @@ def open_scheduler(run: str, config: SchedulerConfig | None = None, data_dir: st
 
     `own_server`: the caller owns the run, so an embedded server it finds live there is stopped on exit too."""
     from cluster.local import live_redis_url
-    from cluster.redis_server import attach_or_start
+    from cluster.redis_server import attach_or_start, revive
 
     c = config or SchedulerConfig()
     url = c.redis_url or (live_redis_url(cluster_dir) if cluster_dir else None)
@@ -349,9 +369,9 @@ def open_scheduler(run: str, config: SchedulerConfig | None = None, data_dir: st
         finally:
             s.close()
         return
-    with attach_or_start(data_dir or c.data_dir.format(run=run), c.redis_server_bin, c.appendfsync,
-                         adopt=own_server) as url:
-        s = ProblemScheduler(url, run, c)
+    data_dir = data_dir or c.data_dir.format(run=run)
+    with attach_or_start(data_dir, c.redis_server_bin, c.appendfsync, adopt=own_server) as url:
+        s = ProblemScheduler(url, run, c, revive=partial(revive, data_dir, c.appendfsync) if own_server else None)
         try:
             yield s
         finally:

@@ -62,7 +62,7 @@ def _check_args(args: argparse.Namespace, config: SchedulerConfig, up_dir: str |
 def _cli(args: argparse.Namespace) -> int:
     from cluster.state import default_state_dir
 
-    config = SchedulerConfig(redis_url=args.redis_url)
+    config = SchedulerConfig(redis_url=args.redis_url, retries=4)  # a command fails in ~2 s; a run waits longer
     up_dir = None if args.data_dir else default_state_dir()
     _check_args(args, config, up_dir)
     with open_scheduler(args.run, config, data_dir=args.data_dir, cluster_dir=up_dir) as s:

@@ -27,6 +27,8 @@ STEP_METRICS = {
     "time_verify": "seconds verifying (rl.pipeline: only what was left after generation ended)",
     "time_train": "seconds in the learner step",
     "time_sync": "seconds pushing weights to the engines",
+    "sync_mb": "MiB of weights published to the engines per step (learner rank 0 -> object store -> each "
+               "engine's node)",
     "tokens_per_s": "generated tokens per second of step wall time",
     "staleness": "learner version minus the version that generated the batch",
     "step_wall_s": "seconds of the whole step (one-step-off, async: its generation overlapped earlier steps)",

@@ -4,13 +4,16 @@ The app is `ray.serve.llm`'s own: an `LLMServer` deployment (vLLM, engine settin
 `EngineConfig` the rollout workers use) behind the `OpenAiIngress` (`/v1/models`, `/v1/chat/completions`,
 `/v1/completions`). What this module adds is the front door, as an ASGI middleware on the ingress's FastAPI
 app (Ray 2.60's `LLMServingArgs` has no `api_key`): the API key on every `/v1/*` route, a body-size limit,
-JSON and `max_tokens` checks with clear 4xx answers, and only the OpenAI routes plus `/health` exposed.
+JSON and `max_tokens` checks with clear 4xx answers, and only the OpenAI routes plus `/health` exposed; and a
+model replica that fails under a request (killed, unreachable) is answered with a 503 to retry, or, once a stream
+has begun, an OpenAI error event that ends it (`guarded`), never a silently cut-off answer.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -92,7 +95,7 @@ class FrontDoor:
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
 
-        return await self.app(scope, replay, send)
+        return await guarded(self.app, scope, replay, send)
 
     def check(self, path: str, body: bytes) -> tuple[int, str | None]:
         """(status, why) a request body is refused, or (200, None)."""
@@ -119,6 +122,67 @@ class FrontDoor:
             if v > self.max_tokens:
                 return 400, f"{key}={v} is over this server's limit of {self.max_tokens} (serve.max_tokens)"
         return 200, None
+
+
+def failure(e: BaseException | None) -> tuple[int, str, str]:
+    """(status, message, type) for an error raised while the model answers: 503 when the model's replica died,
+    is unreachable or is refusing work (a retry can succeed once Serve has started another), else 500. Looks
+    through the causes (Starlette re-raises a handled error as a RuntimeError once a response has started)."""
+    from ray.exceptions import RayActorError
+    from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
+
+    if e is None:
+        return 500, "the answer's stream ended before its [DONE]", "internal_error"
+    seen, x = set(), e
+    while x is not None and id(x) not in seen:
+        if isinstance(x, (RayActorError, DeploymentUnavailableError, BackPressureError)):
+            return 503, (f"the model's replica is unavailable ({type(x).__name__}); Serve restarts a failed one: "
+                         "retry"), "service_unavailable"
+        seen.add(id(x))
+        x = x.__cause__ or x.__context__ or getattr(x, "cause", None)
+    return 500, f"internal error ({type(e).__name__})", "internal_error"
+
+
+async def guarded(app, scope, receive, send) -> None:
+    """`app` with a failure answered, not dropped: before the response starts, a JSON 503/500; in a stream
+    (text/event-stream) that ends without its `data: [DONE]`, an OpenAI error event before the end. Without that
+    event a replica dying mid-stream reaches the client as a normal end of a 200 body cut off after a few chunks
+    (measured: Starlette's BaseHTTPMiddleware ends the body, then re-raises), which a client takes for a whole
+    answer. The stream's last message is held back until it is known whether [DONE] came."""
+    started = stream = done = held = False
+
+    async def watch(msg):
+        nonlocal started, stream, done, held
+        if msg["type"] == "http.response.start":
+            started = True
+            stream = any(k.lower() == b"content-type" and v.startswith(b"text/event-stream")
+                         for k, v in msg.get("headers", ()))
+        elif msg["type"] == "http.response.body" and stream:
+            done = done or b"data: [DONE]" in msg.get("body", b"")
+            if not (done or msg.get("more_body", False)):
+                held = True
+                if not msg.get("body"):
+                    return
+                msg = {**msg, "more_body": True}
+        await send(msg)
+
+    error = None
+    try:
+        await app(scope, receive, watch)
+    except Exception as e:
+        error = e
+    if error is None and not held:
+        return
+    status, message, kind = failure(error)
+    logging.getLogger("ray.serve").warning("request failed, answered %s%s: %r", status,
+                                           " in its stream" if started else "", error)
+    if not started:
+        return await _reply(send, *_json_error(status, message, kind))
+    if not stream:
+        raise error
+    if not done:  # (an error after [DONE] has nothing left to tell the client)
+        event = f"data: {json.dumps(_error(status, message, kind))}\n\n".encode()
+        await send({"type": "http.response.body", "body": event, "more_body": False})
 
 
 async def _reply(send, status: int, body: bytes) -> None:
@@ -165,8 +229,10 @@ def build_app(model: str, conf, key: str | None):
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
     from ray import serve
+    from ray.exceptions import RayActorError
     from ray.llm._internal.serve.core.configs.openai_api_models import to_model_metadata
     from ray.llm._internal.serve.core.ingress.ingress import DEFAULT_ENDPOINTS, init
+    from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
     from ray.serve.llm import build_llm_deployment
     from ray.serve.llm.ingress import OpenAiIngress, make_fastapi_ingress
 
@@ -184,6 +250,13 @@ def build_app(model: str, conf, key: str | None):
     async def invalid(_, exc: RequestValidationError):  # a 4xx naming the fields (Ray's own handler sent a 500)
         why = "; ".join(f"{'.'.join(str(x) for x in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors())
         return JSONResponse(_error(400, why, "invalid_request_error"), status_code=400)
+
+    async def unavailable(_, exc: Exception):  # before the first token: a 503 to retry (Ray's own handler: a 500)
+        status, message, kind = failure(exc)
+        return JSONResponse(_error(status, message, kind), status_code=status, headers={"Retry-After": "5"})
+
+    for cls in (RayActorError, BackPressureError, DeploymentUnavailableError):
+        app.add_exception_handler(cls, unavailable)
 
     @app.exception_handler(HTTPException)
     async def http_error(_, exc: HTTPException):

@@ -138,6 +138,46 @@ def test_kill9_mid_run_loses_no_acknowledged_update(tmp_path, binary):
         assert sum(int(_row(fresh, f"q{i}")["a"]) for i in range(50)) == 300 * 16
 
 
+def test_a_redis_restarted_by_its_operator_is_waited_for_with_a_message(tmp_path, capsys):
+    """An external Redis (scheduler.redis_url) down for ~3 s, then restarted on its AOF: the record in flight
+    waits (saying so), lands once, and the totals are exact."""
+    cfg = SchedulerConfig(retries=30, retry_base_s=0.05, retry_cap_s=0.5)
+    with RedisServer(tmp_path / "redis") as srv:
+        s = ProblemScheduler(srv.url, "ext", cfg)
+        s.register([{"id": f"q{i}", "subdomain": ""} for i in range(4)])
+        s.record(0, [("q0", 0, True), ("q1", 0, False)])
+        srv.kill()
+        threading.Timer(3.0, srv.restart).start()
+        assert s.record(1, [("q0", 1, True), ("q2", 0, True)]) == 2
+        assert s.record(1, [("q0", 1, True)]) == 0  # the same sample again: not counted twice
+        err = capsys.readouterr().err
+        assert "scheduler: Redis does not answer (ConnectionError); retrying for up to ~" in err
+        assert "Redis answers again after" in err and 2.5 < s.outages[0] < 15
+        assert s.stats()["updates"] == 4 and int(_row(s, "q0")["a"]) == 2
+
+
+def test_the_runs_own_redis_killed_is_restarted_from_its_aof(tmp_path, capsys):
+    """The embedded server a run owns (open_scheduler own_server=True) is SIGKILLed: the next operation starts
+    it again on the same port and password from its AOF, nothing acknowledged is lost, and it is shut down
+    with the run."""
+    import psutil
+
+    from cluster.scheduler import open_scheduler
+
+    data = tmp_path / "redis"
+    with open_scheduler("own", SchedulerConfig(retry_base_s=0.05), data, own_server=True) as s:
+        s.register([{"id": f"q{i}", "subdomain": ""} for i in range(4)])
+        s.record(0, [("q0", 0, True), ("q1", 0, False)])
+        old = json.loads((data / "server.json").read_text())
+        psutil.Process(old["pid"]).kill()
+        assert s.record(1, [("q0", 1, True)]) == 1 and s.record(0, [("q1", 0, False)]) == 0
+        new = json.loads((data / "server.json").read_text())
+        assert new["pid"] != old["pid"] and (new["port"], new["password"]) == (old["port"], old["password"])
+        assert s.stats()["updates"] == 3
+    assert "restarted it on the same port from its AOF" in capsys.readouterr().err
+    assert not (data / "server.json").exists() and not psutil.pid_exists(new["pid"])
+
+
 def test_lost_server_fails_loudly_instead_of_sampling_stale_state(tmp_path):
     with RedisServer(tmp_path / "redis") as srv:
         s = ProblemScheduler(srv.url, "gone", SchedulerConfig(retries=2, retry_base_s=0.01))

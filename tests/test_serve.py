@@ -137,6 +137,85 @@ def test_listens_on_localhost_only(server):
     assert socks and {c.laddr.ip for c in socks} == {"127.0.0.1"}
 
 
+LOAD = {"model": "scripted", "key": KEY, "clients": 16, "malformed_frac": 0.25, "stream_frac": 0.5, "max_tokens": 16,
+        "max_body": 65536}
+
+
+def test_load_with_malformed_requests_mixed_in(server):
+    from serve.load import KINDS, run_load
+
+    f = run_load(server["url"], requests=240, timeout_s=60, seed=1, **LOAD)
+    print("load:", json.dumps(f))
+    assert (f["valid"], f["malformed"], f["ok_valid"], f["ok_stream"]) == (180, 60, 180, 90), f
+    assert (f["5xx_valid"], f["4xx_valid"], f["failures_valid"], f["timeouts"]) == (0, 0, {}, 0), f
+    assert f["contents"] == [[" by", 180]]  # every answer the scripted one (its thinking, " step", apart)
+    assert f["4xx_malformed"] == 60 and f["other_malformed"] == {} and set(f["malformed_kinds"]) == set(KINDS), f
+    assert 0 < f["p50_ms"] <= f["p99_ms"] <= f["max_latency_ms"] < 60_000 and 0 < f["ttft_p50_ms"] <= f["ttft_p99_ms"]
+
+
+async def kill_mid_stream(server, n: int = 48) -> dict:
+    """n long streams (8 choices of 64 tokens, ignore_eos: ~2 s on this box), the LLM replica SIGKILLed as the
+    first chunk of any arrives, and how each stream ended: 'done' (8 x 64 tokens and [DONE]), '503' (before its
+    first token), 'event:<code>' (an error event ended it), 'cut' (ended short without one: the failure the
+    front door exists to prevent)."""
+    import asyncio
+
+    import httpx
+
+    from serve.load import replica_pids, until_ok
+
+    (pid,) = replica_pids("ssp", "LLMServer", root_pid=server["proc"].pid)
+    killed_at = []
+    body = {"model": "scripted", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 64, "n": 8,
+            "ignore_eos": True, "stream": True, "temperature": 1.0}
+
+    async def stream(c) -> str:
+        data = []
+        try:
+            async with c.stream("POST", server["url"] + "/v1/chat/completions", json=body,
+                                headers={"Authorization": f"Bearer {KEY}"}) as r:
+                async for line in r.aiter_lines():
+                    if line.startswith("data: "):
+                        data.append(line[6:])
+                        if not killed_at:  # here, not in another task: the event loop is busy with the load
+                            os.kill(pid, signal.SIGKILL)
+                            killed_at.append(time.perf_counter())
+        except httpx.HTTPError as e:
+            return f"connection:{type(e).__name__}"
+        if r.status_code != 200 or not data:
+            return str(r.status_code)
+        if data[-1] == "[DONE]":
+            ends = [ch["finish_reason"] for x in data[:-1] for ch in json.loads(x)["choices"]]
+            return "done" if ends.count("length") == 8 else "cut"
+        return f"event:{json.loads(data[-1])['error']['code']}" if "error" in json.loads(data[-1]) else "cut"
+
+    async with httpx.AsyncClient(timeout=180) as c:
+        ends = await asyncio.gather(*(stream(c) for _ in range(n)))
+    await until_ok(server["url"], "scripted", KEY, 180)
+    return {"killed_pid": pid, "killed_at": killed_at[0], "streams": {e: ends.count(e) for e in set(ends)},
+            "recovery_s": round(time.perf_counter() - killed_at[0], 1)}
+
+
+def test_a_replica_killed_mid_load_fails_requests_cleanly_and_recovers(server):
+    from serve.load import run_load
+
+    t0 = time.time()
+    f = run_load(server["url"], requests=160, timeout_s=180, seed=2, during=lambda: kill_mid_stream(server),
+                 during_at=0.3, **LOAD)
+    print("kill:", json.dumps(f), f"{time.time() - t0:.1f} s")
+    d = f["during"]
+    assert sum(d["streams"].values()) == 48 and set(d["streams"]) <= {"done", "503", "event:503"}, d
+    assert d["recovery_s"] < 180 and f["timeouts"] == 0 and f["max_latency_ms"] < 180_000, f
+    # every valid request of the load succeeded or failed cleanly: a 503 before its answer, an error event in it
+    assert set(f["failures_valid"]) <= {"503", "stream_error:503"}, f
+    assert f["ok_valid"] + sum(f["failures_valid"].values()) == f["valid"] == 120, f
+    assert f["contents"] == [[" by", f["ok_valid"]]] and f["4xx_malformed"] == 40, f
+    after = run_load(server["url"], requests=80, timeout_s=60, seed=3, **LOAD)
+    print("after:", json.dumps(after))
+    assert (after["ok_valid"], after["5xx_valid"], after["failures_valid"], after["4xx_malformed"]) == (60, 0, {}, 20)
+    assert after["contents"] == [[" by", 60]]
+
+
 def test_sigint_shuts_the_app_down(server):
     proc = server["proc"]
     proc.send_signal(signal.SIGINT)

@@ -261,6 +261,11 @@ def check_resources(conf, rep: Report, stage: str) -> None:
             rep.add("resources", "skip", f"{want} (needs the live cluster at {conf.cluster.address or 'RAY_ADDRESS'}: "
                                          "checked when the job connects)")
             continue
+        roles = {"sft": ("learner",), "rl": ("rollout", "learner", "verifier")}.get(st, ("rollout",))
+        custom = [f"{r}.resources={getattr(conf, r).resources}" for r in roles if getattr(conf, r).resources]
+        if custom:
+            raise ConfigError(f"cluster: {', '.join(custom)}: a local head has no custom resources; connect to a cluster "
+                              "whose nodes carry them (cluster.address: k8s/raycluster.yaml, python -m cluster.local_nodes)")
         have = {"CPU": conf.cluster.num_cpus, "GPU": conf.cluster.num_gpus}
         short = [k for k in ("CPU", "GPU") if ask[k] > have[k]]
         if short:

@@ -20,7 +20,6 @@ from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
-import ray
 import yaml
 from tqdm import tqdm
 
@@ -31,6 +30,7 @@ from trainer.config import PhaseConfig
 from trainer.data.problems import Problem
 from trainer.eval.metrics import paired_gain
 from trainer.eval.score import evaluate, stratified_subset
+from trainer.recovery import RECOVERABLE, describe, placement, recover, watch
 from trainer.run_log import RunLog, step_totals, summary_table
 
 
@@ -58,7 +58,7 @@ class Run:
         for ph in self.rl.phases:  # phases with the same problem pool share one scheduler (and its pass rates)
             if self.pool(ph) not in self.schedulers:
                 self.schedulers[self.pool(ph)] = self._scheduler(ph)
-        self.restarts = 0
+        self.restarts, self.recoveries, self.placement = 0, [], {}
 
     def pool(self, phase: PhaseConfig) -> str:
         """The name of a phase's problem pool: the first phase with the same subdomains."""
@@ -181,7 +181,8 @@ class Run:
                "trunc_frac": sum(r.finish_reason == "length" for r in b.rollouts) / len(b.rollouts),
                "staleness": b.step - min(r.weight_version for r in b.rollouts),
                "group_correct": group_correct(b.rollouts, b.verdicts),
-               "step_wall_s": wall_s, "tokens_per_s": sum(lens) / max(wall_s, 1e-9), **b.timer}
+               "step_wall_s": wall_s, "tokens_per_s": sum(lens) / max(wall_s, 1e-9),
+               "sync_mb": self.learner.publish_bytes / 2**20, **b.timer}
         self.log.log(rec)
         return rec
 
@@ -220,20 +221,6 @@ class Run:
         self.log.truncate(step)
         return step
 
-    def restart_learner(self, err: Exception) -> int:
-        from actors.learner import LearnerGroup
-
-        self.restarts += 1
-        if self.restarts > self.rl.max_learner_restarts:
-            raise RuntimeError(f"rl: learner failed {self.restarts} times (rl.max_learner_restarts)") from err
-        tqdm.write(f"rl: learner failed ({type(err).__name__}); restart {self.restarts} from the last checkpoint")
-        try:
-            self.learner.shutdown()
-        except Exception:  # the group is already broken; its actors are being killed anyway
-            pass
-        self.learner = LearnerGroup(self.learner_conf, self.policy)
-        return self.restore()
-
     def evaluate(self, step: int) -> dict:
         t0 = time.perf_counter()
         res = evaluate(self.rollout, self.verifier, self.held, self.rl.eval_k,
@@ -260,6 +247,8 @@ def run_rl(conf, run_dir: Path, train: list[Problem], held: list[Problem], polic
     try:
         before_path = run_dir / "eval_before.json"
         step = run.restore() if resume else 0
+        run.placement = placement(run)
+        tqdm.write(f"rl: placement: {describe(run.placement)}")
         if not before_path.exists():
             before_path.write_text(json.dumps(run.evaluate(0)))
         before = json.loads(before_path.read_text())
@@ -274,18 +263,20 @@ def run_rl(conf, run_dir: Path, train: list[Problem], held: list[Problem], polic
             if dropped is not None:
                 run.log.log({"step": step, "prefiltered": dropped})
                 tqdm.write(f"rl: phase '{run.phase(step).name}' starts; prefilter dropped {dropped} problems at 0 or 1")
-            t0 = time.perf_counter()
+            watch(run, step)  # a node lost since the last step: what it held, where those actors are now
+            t0, trained = time.perf_counter(), False
             try:
                 batch = source.next(step)                      # sample -> generate -> verify
                 run.score(batch)                               # rewards -> MGPO-weighted group advantages
                 metrics = run.train(batch)                     # DeepSpeed step on the learner ranks
+                trained = True
                 run.publish_weights(step + 1, batch.timer)     # learner -> engines, in place
                 run.record_outcomes(batch)                     # per-problem pass rates to the scheduler
                 rec = run.log_step(batch, metrics, time.perf_counter() - t0)  # metrics.jsonl, gauges
                 run.maybe_checkpoint(step + 1)  # a look-ahead batch in flight is fine: its plan makes a redo identical
-            except ray.exceptions.RayActorError as e:  # a learner rank died, in the step or in the checkpoint
+            except RECOVERABLE as e:  # an actor or its node was lost: trainer/recovery.py says what happens
                 source.drain()
-                step = run.restart_learner(e)
+                step = recover(run, e, step, trained)
                 bar.n = step
                 continue
             step += 1
@@ -322,7 +313,8 @@ def finish(run: Run, before: dict, after: dict, t_start: float) -> dict:
         "reward_first": recs[0]["reward_mean"] if recs else 0.0,
         "reward_last": recs[-1]["reward_mean"] if recs else 0.0,
         "truncated_after": recs[-1]["trunc_frac"] if recs else 0.0,
-        "learner_restarts": run.restarts, **split,
+        "learner_restarts": run.restarts, "recoveries": len(run.recoveries),
+        "steps_retrained": sum(r["steps_retrained"] for r in run.recoveries), **split,
         # this driver's verifier calls (evals included; since the resume, after one): checks run, verdicts reused
         "verifier_checks": run.verifier.stats["requests"], "verdicts_reused": run.verifier.stats["reused"],
         "eval_before": before, "eval_after": after,

@@ -1,7 +1,9 @@
 """Verifier pool: Ray actors that score math (math-verify) and code (sandbox) responses.
 
 `VerifierPool(cfg).verify(batch)` keeps order, bounds concurrency, retries the items of a crashed actor once
-and then scores them 0 with reason "verifier_error". Counters and latency histograms go to
+and then scores them 0 with reason "verifier_error". The items of an actor that was lost are judged when Ray
+has restarted it (waiting up to verifier.restart_timeout_s): back on the same node, it crashed (maybe of an
+item: a failure each); back on another node, its node was lost and the items go again, not counted. Counters and latency histograms go to
 `ray.util.metrics`; `pool.stats` mirrors the counters for callers and tests.
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import threading
 import time
 from collections import Counter, OrderedDict
@@ -25,7 +28,16 @@ from actors.verifier.sandbox import Sandbox, SandboxLimits
 from actors.verifier.types import Result, VerifyRequest, as_request
 from cluster.telemetry import metric
 
-__all__ = ["VerifierPool", "VerifierActor", "requests_for", "make_sandbox"]
+__all__ = ["VerifierPool", "VerifierActor", "VerifierUnavailable", "requests_for", "make_sandbox"]
+
+
+class VerifierUnavailable(RuntimeError):
+    """No verifier actor came back within verifier.restart_timeout_s."""
+
+
+def _say(line: str) -> None:
+    """A line for the run's log (stderr, which `ssp rl` and Ray jobs keep)."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def _outcome(res: Result) -> str:
@@ -57,8 +69,9 @@ class VerifierActor:
         self.m_checks, self.m_latency = metric("ssp_verifier_checks"), metric("ssp_verifier_latency_s")
         self.m_in_flight, self.in_flight, self.lock = metric("ssp_verifier_in_flight"), Counter(), threading.Lock()
 
-    def ping(self) -> bool:
-        return True
+    def ping(self) -> str:
+        """Alive: the Ray node it runs on."""
+        return ray.get_runtime_context().get_node_id()
 
     def verify_many(self, reqs: list[VerifyRequest]) -> list[Result]:
         """Several checks in this thread, one after another (the pool sends cheap math checks in chunks)."""
@@ -146,11 +159,19 @@ class VerifierPool:
         opts = {"num_cpus": c.num_cpus, "resources": c.resources, "max_restarts": c.max_restarts, "max_task_retries": 0,
                 "max_concurrency": c.max_concurrency}
         self.actors = [VerifierActor.options(**opts).remote(c, i) for i in range(c.num_workers)]
-        ray.get([a.ping.remote() for a in self.actors])  # surfaces IsolationError at start
+        try:  # surfaces IsolationError at start
+            self.node_of = ray.get([a.ping.remote() for a in self.actors], timeout=c.restart_timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            raise VerifierUnavailable(
+                f"verifier: {c.num_workers} actors not started within {c.restart_timeout_s:g}s "
+                f"(verifier.restart_timeout_s); does a node offer {c.num_cpus:g} CPUs and "
+                f"verifier.resources={c.resources} free for each?") from None
         self.stats: Counter[str] = Counter()
         self.m_checks = metric("ssp_verifier_checks")  # checks lost with a crashed actor count as errors here
         self.seen: OrderedDict[str, Result] = OrderedDict()  # program_key -> a reusable verdict (LRU)
         self.lock = threading.Lock()  # verify() is called from several driver threads (rl.pipeline)
+        self.lost: dict[int, float] = {}  # actor -> when a call first found it lost (for the log lines)
+        self.lost_node: dict[int, str] = {}  # actor -> the node it was lost on
 
     def verify(self, batch: list[VerifyRequest | dict[str, Any]]) -> list[Result]:
         """Results in input order. A code response whose program was judged already (verifier.reuse_verdicts)
@@ -199,15 +220,37 @@ class VerifierPool:
         each item failed on, actors down since when) is shared by every branch; split up, that state would
         travel between functions and the order of its updates would be harder to see.
         """
+        c = self.config
         results: list[Result | None] = [None] * len(reqs)
         failed_on: dict[int, int] = {}
         cap = len(self.actors) * self.config.max_concurrency
         todo = chunks(reqs, cap)[::-1]  # units of work: lists of item indexes
-        inflight: dict[ray.ObjectRef, tuple[list[int], int]] = {}  # ref -> (items, actor)
+        inflight: dict[ray.ObjectRef, tuple[list[int], int, str]] = {}  # ref -> (items, actor, its node then)
         pings: dict[ray.ObjectRef, int] = {}  # ref -> actor being waited on to come back
-        down_since: dict[int, float] = {}  # actor -> when its first ping failed
+        suspects: dict[int, list[tuple[list[int], str, Exception]]] = {}  # actor -> units lost with it
+        down_since: dict[int, float] = {}  # actor -> when it was found down
         load = [0] * len(self.actors)
-        while todo or inflight:
+
+        def judge(unit: list[int], a: int, got: list, crash: Exception | None) -> None:
+            for i, res in zip(unit, got):
+                if res is not None and (i in failed_on or not res.reason.startswith("verifier_error")):
+                    results[i] = res
+                    continue
+                # a failure: counted once (a verifier_error the actor returned is in its own counter),
+                # retried once on another actor, then scored 0
+                self.stats["errors"] += 1
+                if res is None:
+                    self.m_checks.inc(tags={"kind": reqs[i].kind, "outcome": "error"})
+                if i not in failed_on:
+                    failed_on[i] = a
+                    self.stats["retries"] += 1
+                    todo.append([i])
+                else:
+                    r = reqs[i]
+                    results[i] = Result(r.id, r.kind, 0.0, "verifier_error",
+                                        detail={"error": f"{type(crash).__name__}: {crash}"[:500]})
+
+        while todo or inflight or suspects:
             down = set(pings.values())
             while todo and len(inflight) < cap:
                 unit = todo[-1]
@@ -217,49 +260,61 @@ class VerifierPool:
                     break
                 todo.pop()
                 a = min(ok, key=load.__getitem__)
-                inflight[self.actors[a].verify_many.remote([reqs[i] for i in unit])] = (unit, a)
+                inflight[self.actors[a].verify_many.remote([reqs[i] for i in unit])] = (unit, a, self.node_of[a])
                 load[a] += 1
-            done, _ = ray.wait(list(inflight) + list(pings), num_returns=1)
+            done, _ = ray.wait(list(inflight) + list(pings), num_returns=1, timeout=5.0)
+            if not done and not inflight:  # every actor with work left is down: bounded by restart_timeout_s
+                waited = time.monotonic() - min(down_since.values(), default=time.monotonic())
+                if waited > self.config.restart_timeout_s:
+                    raise VerifierUnavailable(
+                        f"verifier: actors {sorted(set(pings.values()))} lost and not back after {waited:.0f}s "
+                        f"(verifier.restart_timeout_s); was their node lost with no replacement for "
+                        f"verifier.resources={self.config.resources}?")
             for ref in done:
                 if ref in pings:
                     a = pings.pop(ref)
                     try:
-                        ray.get(ref)
-                        down_since.pop(a, None)
+                        node = ray.get(ref)
                     except ray.exceptions.ActorDiedError:
                         raise  # restarts exhausted (verifier.max_restarts): nothing left to retry on
-                    except Exception:  # restarting: ask again, after a pause, for up to 5 minutes
+                    except Exception:  # restarting: ask again, after a pause, up to verifier.restart_timeout_s
                         self.stats["ping_errors"] += 1
-                        if time.monotonic() - down_since.setdefault(a, time.monotonic()) > 300:
+                        if time.monotonic() - down_since.setdefault(a, time.monotonic()) > c.restart_timeout_s:
                             raise
                         time.sleep(0.2)
                         pings[self.actors[a].ping.remote()] = a
+                        continue
+                    down_since.pop(a, None)
+                    self.node_of[a] = node
+                    with self.lock:
+                        if a in self.lost:  # said once per outage, whichever thread's call saw it
+                            _say(f"verifier: actor {a} is back after {time.monotonic() - self.lost.pop(a):.1f}s"
+                                 f"{' on another node' if node != self.lost_node.get(a, node) else ''}")
+                    for unit, was, crash in suspects.pop(a, []):
+                        if node != was:  # its node was lost: the items were not at fault; they go again
+                            todo += [[i] for i in unit]
+                            self.stats["requeued"] += len(unit)
+                        else:  # the actor died on a live node, maybe of an item: a failure of each
+                            judge(unit, a, [None] * len(unit), crash)
                     continue
-                unit, a = inflight.pop(ref)
+                unit, a, was = inflight.pop(ref)
                 load[a] -= 1
                 try:
-                    got, crash = ray.get(ref), None
-                except Exception as e:  # the actor died or failed: every item of the unit failed with it
-                    got, crash = [None] * len(unit), e
+                    judge(unit, a, ray.get(ref), None)
+                except ray.exceptions.RayActorError as e:  # the actor died (or its node): judged once it is back
+                    suspects.setdefault(a, []).append((unit, was, e))
                     if a not in pings.values():
                         pings[self.actors[a].ping.remote()] = a
-                for i, res in zip(unit, got):
-                    if res is not None and (i in failed_on or not res.reason.startswith("verifier_error")):
-                        results[i] = res
-                        continue
-                    # a failure: counted once (a verifier_error the actor returned is in its own counter),
-                    # retried once on another actor, then scored 0
-                    self.stats["errors"] += 1
-                    if res is None:
-                        self.m_checks.inc(tags={"kind": reqs[i].kind, "outcome": "error"})
-                    if i not in failed_on:
-                        failed_on[i] = a
-                        self.stats["retries"] += 1
-                        todo.append([i])
-                    else:
-                        r = reqs[i]
-                        results[i] = Result(r.id, r.kind, 0.0, "verifier_error",
-                                            detail={"error": f"{type(crash).__name__}: {crash}"[:500]})
+                    down_since.setdefault(a, time.monotonic())
+                    with self.lock:
+                        if a not in self.lost:
+                            self.lost[a], self.lost_node[a] = time.monotonic(), was
+                            _say(f"verifier: actor {a} lost ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
+                                 f"its checks wait up to {c.restart_timeout_s:g}s for its restart")
+                except Exception as e:  # the call failed inside the actor: every item of the unit failed with it
+                    if a not in pings.values():
+                        pings[self.actors[a].ping.remote()] = a
+                    judge(unit, a, [None] * len(unit), e)
         out = [r for r in results if r is not None]
         assert len(out) == len(reqs), "verifier pool lost an item"
         for r in out:
@@ -268,6 +323,10 @@ class VerifierPool:
             self.stats["timeouts"] += r.reason == "timeout"
             self.stats["verifier_errors"] += r.reason.startswith("verifier_error")
         return out
+
+    def node_ids(self) -> list[str]:
+        """The Ray node of each verifier actor."""
+        return ray.get([a.ping.remote() for a in self.actors], timeout=self.config.restart_timeout_s)
 
     def shutdown(self) -> None:
         for a in self.actors:

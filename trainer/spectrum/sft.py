@@ -304,7 +304,8 @@ def run_sft(conf, model_path: str, out: Path, evals: list[Problem]) -> list[tupl
         torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=s.num_workers, use_gpu=gpu,
                                                resources_per_worker={"CPU": conf.learner.threads_per_rank,
-                                                                     **({"GPU": 1} if gpu else {})}),
+                                                                     **({"GPU": 1} if gpu else {}),
+                                                                     **conf.learner.resources}),
         run_config=ray.train.RunConfig(
             name="ray-train", storage_path=storage_root,
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=None),

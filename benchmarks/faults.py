@@ -1,0 +1,202 @@
+"""Faults injected into real runs, one after another, and what each cost (`make chaos`, ~20 minutes).
+
+A 3-node Ray cluster on this machine (cluster/local_nodes.py: a head with no CPUs, a "gpu" worker with `ssp_gpu`
+for engines and learner ranks, a "cpu" worker with `ssp_cpu` for verifiers; Ray's default health checks, so a
+lost node is declared dead after ~15 s), the tiny model, `ssp rl` as a user runs it:
+
+- `gpu_node`: the engine + learner node is SIGKILLed mid-run (its raylet, agents, workers); a replacement node
+  joins 5 s later. The run restarts the learner from its checkpoint and redoes the steps since.
+- `cpu_node`: the verifiers' node is lost during a code phase; a replacement joins 5 s later.
+- `redis_external`: the scheduler's Redis (scheduler.redis_url, as `ssp cluster up` or k8s/redis.yaml give) is
+  SIGKILLed and restarted by its "operator" 10 s later on its AOF; the run waits for it.
+- `redis_embedded`: the run's own Redis is SIGKILLed; the run restarts it.
+- `serve`: `ssp serve` under load (streaming, non-streaming, malformed), then a replica killed mid-load.
+
+Per run: `recovery_s` = seconds from the fault to the run's next finished step; `samples_lost` = samples of
+logged steps the scheduler never counted plus any it counted twice (must be 0). Usage:
+    python benchmarks/faults.py [--steps 8] [--scenarios gpu_node cpu_node redis_external redis_embedded serve]
+Last line: {"faults_injected", "runs_completed", "runs_failed", "samples_lost", "steps_retrained", "recovery_s",
+"serve_requests", "serve_5xx_valid", "serve_4xx_malformed", "serve_p99_ms", ...}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from cluster.env import apply  # noqa: E402
+
+apply()
+
+from tests.test_multinode import (  # noqa: E402  (the test module's run helpers: one way to drive a run)
+    CPU,
+    GPU,
+    attempts_and_samples,
+    rl_cmd,
+    start,
+    wait_steps,
+)
+
+MATH = "rl.phases=[{{name: math, steps: {n}, max_tokens: 24, subdomains: [add, sub, mul, mod]}}]"
+CODE = ("rl.phases=[{{name: math, steps: 2, max_tokens: 24, subdomains: [add, sub, mul, mod]}}, "
+        "{{name: code, steps: {m}, max_tokens: 24, subdomains: [code]}}]")
+
+
+def first_step_after(run_dir: Path, t: float, timeout_s: float = 900) -> float:
+    """Seconds from `t` until a step record written after `t` appears in metrics.jsonl."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+            r = json.loads(line)
+            if "samples" in r and r["time"] > t:
+                return r["time"] - t
+        time.sleep(0.5)
+    return float("nan")
+
+
+def one_run(nodes, model: Path, root: Path, name: str, phases: str, steps: int, at: int, fault, *extra: str) -> dict:
+    """Start a run, inject `fault(run_dir)` once `at` steps are logged, wait for the end; the run's figures."""
+    run_dir, log = root / name, root / f"{name}.log"
+    proc = start(nodes, rl_cmd(nodes, run_dir, model, phases, *extra), log)
+    wait_steps(proc, run_dir, at, log, timeout_s=900)
+    t = time.time()
+    fault(run_dir)
+    recovery = first_step_after(run_dir, t)
+    rc = proc.wait(timeout=1800)
+    out = {"scenario": name, "completed": rc == 0, "recovery_s": round(recovery, 1), "log": str(log)}
+    if rc == 0:
+        summary = json.loads((run_dir / "summary.json").read_text())
+        attempts, samples = attempts_and_samples(run_dir)
+        expected = steps * 16
+        out.update(steps=summary["steps"], samples=samples, attempts=attempts,
+                   samples_lost=max(expected - attempts, 0) + abs(attempts - samples) + max(expected - samples, 0),
+                   steps_retrained=summary.get("steps_retrained", 0), recoveries=summary.get("recoveries", 0),
+                   wall_minutes=round(summary["wall_minutes"], 2))
+    print(json.dumps(out), flush=True)
+    return out
+
+
+def rl_scenarios(model: Path, root: Path, steps: int, names: list[str]) -> list[dict]:
+    from cluster.local_nodes import LocalNodes
+    from cluster.redis_server import RedisServer
+
+    res = []
+    with LocalNodes(root / "nodes") as nodes:  # Ray's default health checks
+        nodes.add_worker("gpu", GPU, num_cpus=4)
+        nodes.add_worker("cpu", CPU, num_cpus=4)
+        placed = ("learner.resources={ssp_gpu: 1}",)
+        spare = iter(range(1, 100))
+
+        def lose(kind: str, resources: dict):
+            def fault(_run_dir: Path) -> None:
+                alive = next(n for n in nodes.nodes.values() if n.alive and n.resources == resources)
+                nodes.kill(alive.name)
+                time.sleep(5)
+                nodes.add_worker(f"{kind}-{next(spare)}", resources, num_cpus=4)
+            return fault
+
+        if "gpu_node" in names:
+            res.append(one_run(nodes, model, root, "gpu_node", MATH.format(n=steps), steps, steps // 2 + 1,
+                               lose("gpu", GPU), *placed))
+        if "cpu_node" in names:
+            res.append(one_run(nodes, model, root, "cpu_node", CODE.format(m=steps - 2), steps, 3,
+                               lose("cpu", CPU), *placed))
+        if "redis_external" in names:
+            with RedisServer(root / "ext-redis") as srv:
+                def operator(_run_dir: Path) -> None:
+                    srv.kill()
+                    time.sleep(10)
+                    srv.restart()
+                res.append(one_run(nodes, model, root, "redis_external", MATH.format(n=steps), steps, steps // 2,
+                                   operator, *placed, f"scheduler.redis_url={srv.url}"))
+        if "redis_embedded" in names:
+            def kill_own(run_dir: Path) -> None:
+                import psutil
+
+                psutil.Process(json.loads((run_dir / "redis" / "server.json").read_text())["pid"]).kill()
+            res.append(one_run(nodes, model, root, "redis_embedded", MATH.format(n=steps), steps, steps // 2,
+                               kill_own, *placed))
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=8, help="steps of each RL run")
+    ap.add_argument("--scenarios", nargs="+", default=["gpu_node", "cpu_node", "redis_external", "redis_embedded",
+                                                       "serve"])
+    ap.add_argument("--requests", type=int, default=1000, help="serve: requests of the load run")
+    args = ap.parse_args()
+
+    from ssp.config import load_config
+    from ssp.tree import SSPConfig
+    from trainer.models.tiny import build
+
+    root = Path(tempfile.mkdtemp(prefix="ssp-faults-"))
+    conf = load_config(SSPConfig, REPO / "configs" / "tiny-cpu.yaml")
+    model = build(conf.model.tiny, root / "tiny-model")
+    t0 = time.time()
+    runs = rl_scenarios(model, root, args.steps, args.scenarios)
+    serve = serve_scenario(model, root, args.requests) if "serve" in args.scenarios else {}
+    done = [r for r in runs if r["completed"]]
+    figures = {
+        "faults_injected": len(runs) + (1 if serve else 0), "runs_completed": len(done),
+        "runs_failed": len(runs) - len(done), "samples_lost": sum(r["samples_lost"] for r in done),
+        "steps_retrained": sum(r["steps_retrained"] for r in done),
+        "recovery_s": {r["scenario"]: r["recovery_s"] for r in runs},
+        **serve, "wall_minutes": round((time.time() - t0) / 60, 1),
+    }
+    print(json.dumps(figures))
+
+
+def serve_scenario(model: Path, root: Path, requests: int) -> dict:
+    """`ssp serve` (its own local head, as a user starts it) under `requests` requests from 32 clients, a quarter
+    malformed, half the valid ones streamed; then a replica SIGKILLed a third of the way into another load."""
+    import os
+    import signal
+    import subprocess
+
+    from cluster.redis_server import free_port
+    from serve.load import kill_and_recover, run_load
+
+    key, port, log = "faults-key", free_port(), root / "serve.log"
+    cmd = [sys.executable, "-m", "ssp.cli", "serve", "--config", "configs/tiny-cpu.yaml", "--model", str(model),
+           f"serve.port={port}", "serve.max_tokens=64", "serve.model_id=tiny"]
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "RAY_ADDRESS": "", "SSP_API_KEY": key},
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 600
+        while "serving " not in log.read_text() and proc.poll() is None and time.time() < deadline:
+            time.sleep(1)
+        url = f"http://127.0.0.1:{port}"
+        kw = {"model": "tiny", "key": key, "clients": 32, "malformed_frac": 0.25, "stream_frac": 0.5,
+              "max_tokens": 16, "timeout_s": 120}
+        f = run_load(url, requests=requests, seed=11, **kw)
+        print(json.dumps({"scenario": "serve_load", **{k: v for k, v in f.items() if k != "contents"}}), flush=True)
+        k = run_load(url, requests=max(requests // 3, 60), seed=12, during_at=0.3,
+                     during=kill_and_recover(url, "tiny", key, root_pid=proc.pid), **{**kw, "timeout_s": 300})
+        print(json.dumps({"scenario": "serve_replica_kill", **{x: v for x, v in k.items() if x != "contents"}}),
+              flush=True)
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+    return {"serve_requests": f["requests"], "serve_5xx_valid": f["5xx_valid"],
+            "serve_4xx_malformed": f["4xx_malformed"], "serve_malformed": f["malformed"],
+            "serve_rps": f["rps"], "serve_p50_ms": f["p50_ms"], "serve_p99_ms": f["p99_ms"],
+            "serve_ttft_p99_ms": f["ttft_p99_ms"],
+            "serve_kill_requests": k["requests"], "serve_kill_ok_valid": k["ok_valid"],
+            "serve_kill_failed_valid": k["failures_valid"], "serve_kill_timeouts": k["timeouts"],
+            "serve_kill_recovery_s": k["during"]["recovery_s"], "serve_kill_max_latency_ms": k["max_latency_ms"]}
+
+
+if __name__ == "__main__":
+    main()
