@@ -54,7 +54,7 @@ def describe(p: dict) -> str:
     head = p["nodes"].get(p["driver"], {}).get("head")
     return (f"engines on {where(p['engines'])}, learner on {where(p['learner'])}, verifiers on "
             f"{where(p['verifiers'])}, driver on {'the head' if head else p['driver'][:6]} "
-            f"({len(p['nodes'])} nodes)")
+            f"({len(p['nodes'])} node{'s' if len(p['nodes']) != 1 else ''})")
 
 
 def watch(run, step: int) -> None:
