@@ -12,7 +12,8 @@ lost node is declared dead after ~15 s), the tiny model, `ssp rl` as a user runs
 - `redis_embedded`: the run's own Redis is SIGKILLed; the run restarts it.
 - `serve`: `ssp serve` under load (streaming, non-streaming, malformed), then a replica killed mid-load.
 
-Per run: `recovery_s` = seconds from the fault to the run's next finished step; `samples_lost` = samples of
+Per run: `recovery_s` = the longest wait for a step after the fault (from the fault to the first step finished
+after it, or between two steps), beside `step_s`, the median step before it; `samples_lost` = samples of
 logged steps the scheduler never counted plus any it counted twice (must be 0). Usage:
     python benchmarks/faults.py [--steps 8] [--scenarios gpu_node cpu_node redis_external redis_embedded serve]
 Last line: {"faults_injected", "runs_completed", "runs_failed", "samples_lost", "steps_retrained", "recovery_s",
@@ -48,16 +49,14 @@ CODE = ("rl.phases=[{{name: math, steps: 2, max_tokens: 24, subdomains: [add, su
         "{{name: code, steps: {m}, max_tokens: 24, subdomains: [code]}}]")
 
 
-def first_step_after(run_dir: Path, t: float, timeout_s: float = 900) -> float:
-    """Seconds from `t` until a step record written after `t` appears in metrics.jsonl."""
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-            r = json.loads(line)
-            if "samples" in r and r["time"] > t:
-                return r["time"] - t
-        time.sleep(0.5)
-    return float("nan")
+def stall(run_dir: Path, t: float) -> tuple[float, float]:
+    """(the longest wait between `t` and the step records after it, the median gap between step records
+    before `t`): what the fault cost the run's progress, beside what a step takes."""
+    recs = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    times = [r["time"] for r in recs if "samples" in r]
+    after, before = [t] + [x for x in times if x > t], [x for x in times if x <= t]
+    gaps = sorted(b - a for a, b in zip(before, before[1:]))
+    return max(b - a for a, b in zip(after, after[1:])), gaps[len(gaps) // 2] if gaps else float("nan")
 
 
 def one_run(nodes, model: Path, root: Path, name: str, phases: str, steps: int, at: int, fault, *extra: str) -> dict:
@@ -67,10 +66,11 @@ def one_run(nodes, model: Path, root: Path, name: str, phases: str, steps: int, 
     wait_steps(proc, run_dir, at, log, timeout_s=900)
     t = time.time()
     fault(run_dir)
-    recovery = first_step_after(run_dir, t)
     rc = proc.wait(timeout=1800)
-    out = {"scenario": name, "completed": rc == 0, "recovery_s": round(recovery, 1), "log": str(log)}
+    out = {"scenario": name, "completed": rc == 0, "log": str(log)}
     if rc == 0:
+        recovery, step_s = stall(run_dir, t)
+        out.update(recovery_s=round(recovery, 1), step_s=round(step_s, 2))
         summary = json.loads((run_dir / "summary.json").read_text())
         attempts, samples = attempts_and_samples(run_dir)
         expected = steps * 16
@@ -148,7 +148,8 @@ def main() -> None:
         "faults_injected": len(runs) + (1 if serve else 0), "runs_completed": len(done),
         "runs_failed": len(runs) - len(done), "samples_lost": sum(r["samples_lost"] for r in done),
         "steps_retrained": sum(r["steps_retrained"] for r in done),
-        "recovery_s": {r["scenario"]: r["recovery_s"] for r in runs},
+        "recovery_s": {r["scenario"]: r.get("recovery_s") for r in runs},
+        "step_s": {r["scenario"]: r.get("step_s") for r in runs},
         **serve, "wall_minutes": round((time.time() - t0) / 60, 1),
     }
     print(json.dumps(figures))

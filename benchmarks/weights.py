@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ sys.path.insert(0, str(REPO))
 from cluster.env import apply  # noqa: E402
 
 apply()
+os.environ["RAY_AUTH_MODE"] = "token"  # this driver joins a LocalNodes cluster (token auth); read at `import ray`
 
 # (hidden, intermediate, layers, heads, kv heads, vocab, tied, dtype) of each model's config.json
 SHAPES = {
