@@ -69,6 +69,12 @@ def test_a_missing_phase_subdomain_and_too_few_cpus_are_refused():
     fails = preflight(conf, "rl").failures()
     assert any("rl.phases[0].subdomains: no training problems in ['geometry']" in f for f in fails)
     assert any("the local head has 2 CPUs" in f and "not enough CPU" in f for f in fails)
+    # custom resources a local head cannot offer (the run would wait for a node that never comes); named per role
+    conf = load_config(SSPConfig, REPO / "configs" / "tiny-cpu.yaml", ["verifier.resources={ssp_cpu: 1}"])
+    assert any("verifier.resources={'ssp_cpu': 1.0}: a local head has no custom resources" in f
+               for f in preflight(conf, "rl").failures())
+    assert any("verifier.resources" in f for f in preflight(conf, "eval").failures())  # eval grades with them
+    assert not preflight(conf, "sft").failures()  # SFT starts no verifier actors
 
 
 def test_model_shapes_give_the_published_parameter_counts():

@@ -261,7 +261,7 @@ def check_resources(conf, rep: Report, stage: str) -> None:
             rep.add("resources", "skip", f"{want} (needs the live cluster at {conf.cluster.address or 'RAY_ADDRESS'}: "
                                          "checked when the job connects)")
             continue
-        roles = {"sft": ("learner",), "rl": ("rollout", "learner", "verifier")}.get(st, ("rollout",))
+        roles = {"sft": ("learner",), "eval": ("rollout", "verifier")}.get(st, ("rollout", "learner", "verifier"))
         custom = [f"{r}.resources={getattr(conf, r).resources}" for r in roles if getattr(conf, r).resources]
         if custom:
             raise ConfigError(f"cluster: {', '.join(custom)}: a local head has no custom resources; connect to a cluster "
