@@ -17,6 +17,7 @@ from pathlib import Path
 from actors.memory import GIB, ModelShape, engine_terms, gib, largest, learner_terms, total
 from ssp.config import ConfigError
 from ssp.io import DataError
+from trainer.resources import asks, check_resources, gpu_memory_gib, gpus_here
 
 # Shapes of the models the shipped configs name, for planning where the model is not on this machine yet.
 KNOWN_SHAPES = {
@@ -217,67 +218,6 @@ def check_suite(conf, rep: Report) -> None:
 
 # ---------------------------------------------------------------- resources, memory, disk
 
-def _asks(conf, stage: str) -> dict[str, float]:
-    """Ray CPUs and GPUs the stage's actors reserve at once."""
-    cuda = conf.learner.device == "cuda"
-    if stage in ("sft", "spectrum"):
-        return {"CPU": conf.sft.num_workers * conf.learner.threads_per_rank,
-                "GPU": conf.sft.num_workers * conf.learner.num_gpus_per_actor if cuda else 0}
-    engines = {"CPU": conf.rollout.num_engines * conf.rollout.num_cpus_per_engine,
-               "GPU": conf.rollout.num_engines * conf.rollout.num_gpus_per_engine}
-    if stage in ("eval", "serve"):
-        return engines
-    return {"CPU": engines["CPU"] + conf.learner.num_actors * conf.learner.threads_per_rank
-            + conf.verifier.num_workers * conf.verifier.num_cpus,
-            "GPU": engines["GPU"] + (conf.learner.num_actors * conf.learner.num_gpus_per_actor if cuda else 0)}
-
-
-def _gpus_here() -> int:
-    if not shutil.which("nvidia-smi"):
-        return 0
-    import subprocess
-
-    out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
-    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
-
-
-def _gpu_memory_gib() -> float | None:
-    """The smallest visible GPU's memory, or None where there is none."""
-    if not shutil.which("nvidia-smi"):
-        return None
-    import subprocess
-
-    out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
-                         capture_output=True, text=True, timeout=20).stdout.split()
-    return min(float(x) for x in out) / 1024 if out else None
-
-
-def check_resources(conf, rep: Report, stage: str) -> None:
-    stages = ("sft", "rl") if stage in ("all", "spectrum") else (stage,)
-    for st in stages:
-        ask = _asks(conf, st)
-        want = f"{st}: {ask['CPU']:g} CPUs, {ask['GPU']:g} GPUs"
-        if conf.cluster.address or os.environ.get("RAY_ADDRESS"):
-            rep.add("resources", "skip", f"{want} (needs the live cluster at {conf.cluster.address or 'RAY_ADDRESS'}: "
-                                         "checked when the job connects)")
-            continue
-        roles = {"sft": ("learner",), "eval": ("rollout", "verifier")}.get(st, ("rollout", "learner", "verifier"))
-        custom = [f"{r}.resources={getattr(conf, r).resources}" for r in roles if getattr(conf, r).resources]
-        if custom:
-            raise ConfigError(f"cluster: {', '.join(custom)}: a local head has no custom resources; connect to a cluster "
-                              "whose nodes carry them (cluster.address: k8s/raycluster.yaml, python -m cluster.local_nodes)")
-        have = {"CPU": conf.cluster.num_cpus, "GPU": conf.cluster.num_gpus}
-        short = [k for k in ("CPU", "GPU") if ask[k] > have[k]]
-        if short:
-            raise ConfigError(f"cluster: {want} asked, the local head has {have['CPU']} CPUs and {have['GPU']} GPUs "
-                              f"(cluster.num_cpus / cluster.num_gpus): not enough {', '.join(short)}")
-        if ask["GPU"] and _gpus_here() < have["GPU"]:
-            rep.add("resources", "skip", f"{want} of the local head's {have['GPU']} GPUs (needs the GPUs: this "
-                                         f"machine has {_gpus_here()})")
-        else:
-            rep.add("resources", "ok", f"{want} of the local head's {have['CPU']} CPUs, {have['GPU']} GPUs")
-
-
 def _longest(conf) -> int:
     """Tokens of the learner's largest micro-batch: the budget, or one longest sequence when that is longer."""
     return max(conf.learner.micro_batch_tokens, conf.engine.max_model_len)
@@ -317,7 +257,7 @@ def _fit(conf, rep: Report, name: str, terms: list, copies: int, gpu: bool) -> N
     """One plan against one device (GPU) or this host's memory (CPU: every rank and engine share it)."""
     parts = ", ".join(f"{t.name} {gib(t.bytes)}" for t in terms)
     if gpu:
-        dev, src = _gpu_memory_gib(), "this machine's GPU"
+        dev, src = gpu_memory_gib(), "this machine's GPU"
         if dev is None:
             dev, src = conf.cluster.gpu_memory_gib, "cluster.gpu_memory_gib"
         cap = dev * GIB * (conf.engine.gpu_memory_utilization if name == "engine" else 1)
@@ -351,7 +291,7 @@ def check_disk(conf, rep: Report, stage: str) -> None:
         n = conf.sft.steps // conf.sft.save_every + 1
         need += n * hf + resume + hf  # every checkpoint until probed, one optimizer state, the merged model
     where = f"about {gib(need)} of checkpoints under {conf.run_dir}"
-    if _asks(conf, "rl")["GPU"] > _gpus_here() and not (conf.cluster.address or os.environ.get("RAY_ADDRESS")):
+    if asks(conf, "rl")["GPU"] > gpus_here() and not (conf.cluster.address or os.environ.get("RAY_ADDRESS")):
         rep.add("disk", "skip", f"{where} (needs the machine the job runs on: this one has not its GPUs)")
         return
     run = Path(conf.run_dir).resolve()
