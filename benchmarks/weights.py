@@ -5,7 +5,7 @@ builds a state dict with a model's real parameter shapes (random values) and pub
 `ObjectStoreSync.publish` (safetensors blob, `ray.put`); an actor on the "cpu" node plays an engine: it
 receives the blob (Ray moves it between the nodes' object stores) and opens it with safetensors, as `_reload`
 does before vLLM's `reload_weights` (not run here: vLLM's load is measured by `time_sync` in every run). The
-driver only passes the ObjectRef. Per shape: bytes, pack+put seconds, transfer+open seconds, GB/s.
+driver only passes the ObjectRef: the blob's locations are checked never to include the head (the driver's node). Per shape: bytes, pack+put seconds, transfer+open seconds, GB/s.
 
 Usage: python benchmarks/weights.py [--shapes smollm2-135m qwen2.5-1.5b] [--repeats 3]
 (The tiny model's publish, 3.4 MiB, is in every run's metrics: `sync_mb`, `time_sync`.)
@@ -101,6 +101,8 @@ def main() -> None:
                 ref, pub_s, src = ray.get(learner.publish.remote())
                 fetch_s, nbytes, tensors, dst = ray.get(engine.fetch.remote([ref]))
                 assert src != dst and src == nodes.nodes["gpu"].node_id, (src, dst)
+                where = ray.experimental.get_object_locations([ref])[ref]["node_ids"]
+                assert nodes.nodes["head"].node_id not in where, where  # the driver's node never holds the blob
                 pubs.append(pub_s)
                 fetches.append(fetch_s)
                 del ref
