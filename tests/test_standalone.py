@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -57,9 +58,18 @@ def test_the_copy_runs_its_own_code_and_reads_nothing_outside_it(clone):
 
 @pytest.mark.parametrize("config", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
 def test_ssp_check_passes_on_every_shipped_config(clone, config):
+    """Every check passes, but the disk one may fail on a machine short of disk (CI shares one): then its figures
+    must be true, the free space it names within rounding of what this disk has and less than the need."""
     out = run(clone, "check", "--config", f"configs/{config}")
+    failed = [ln for ln in out.stdout.splitlines() if " fail " in ln]
+    if out.returncode != 0 and len(failed) == 1 and failed[0].split()[0] == "disk":
+        m = re.search(r"needs about ([\d.]+) GiB .*?, ([\d.]+) GiB free", failed[0])
+        assert m, failed[0]
+        need, free = float(m[1]), float(m[2])
+        assert free < need and abs(free - shutil.disk_usage(clone).free / 2**30) < 0.5, failed[0]
+        return
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert " fail " not in out.stdout and "0 failed" in out.stdout
+    assert failed == [] and "0 failed" in out.stdout
 
 
 def test_math_eval_suite_on_the_tiny_model(clone):
