@@ -277,14 +277,14 @@ class LearnerGroup:
         handle, self.publish_bytes = gather([w.publish_weights.remote(sync_name) for w in self.workers])[0]
         return handle
 
-    def node_ids(self) -> list[str]:
-        """The Ray node of each rank."""
-        return gather([w.node_id.remote() for w in self.workers])
+    def node_ids(self, timeout_s: float | None = None) -> list[str]:
+        """The Ray node of each rank (GetTimeoutError after `timeout_s`)."""
+        return ray.get([w.node_id.remote() for w in self.workers], timeout=timeout_s)
 
     def alive(self, timeout_s: float = 10.0) -> bool:
         """Whether every rank answers (a rank on a lost node does not)."""
         try:
-            ray.get([w.node_id.remote() for w in self.workers], timeout=timeout_s)
+            self.node_ids(timeout_s)
             return True
         except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
             return False

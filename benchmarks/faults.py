@@ -159,22 +159,15 @@ def serve_scenario(model: Path, root: Path, requests: int) -> dict:
     """`ssp serve` (its own local head, as a user starts it) under `requests` requests from 32 clients, a quarter
     malformed, half the valid ones streamed; then a replica SIGKILLed a third of the way into another load."""
     import os
-    import signal
-    import subprocess
 
     from cluster.redis_server import free_port
-    from serve.load import kill_and_recover, run_load
+    from serve.load import kill_and_recover, run_load, serve_process
 
-    key, port, log = "faults-key", free_port(), root / "serve.log"
-    cmd = [sys.executable, "-m", "ssp.cli", "serve", "--config", "configs/tiny-cpu.yaml", "--model", str(model),
-           f"serve.port={port}", "serve.max_tokens=64", "serve.model_id=tiny"]
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "RAY_ADDRESS": "", "SSP_API_KEY": key},
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.time() + 600
-        while "serving " not in log.read_text() and proc.poll() is None and time.time() < deadline:
-            time.sleep(1)
+    key, port = "faults-key", free_port()
+    args = ["--config", "configs/tiny-cpu.yaml", "--model", str(model), f"serve.port={port}", "serve.max_tokens=64",
+            "serve.model_id=tiny"]
+    with serve_process(args, root / "serve.log", env={**os.environ, "RAY_ADDRESS": "", "SSP_API_KEY": key},
+                       cwd=REPO) as proc:
         url = f"http://127.0.0.1:{port}"
         kw = {"model": "tiny", "key": key, "clients": 32, "malformed_frac": 0.25, "stream_frac": 0.5,
               "max_tokens": 16, "timeout_s": 120}
@@ -184,12 +177,6 @@ def serve_scenario(model: Path, root: Path, requests: int) -> dict:
                      during=kill_and_recover(url, "tiny", key, root_pid=proc.pid), **{**kw, "timeout_s": 300})
         print(json.dumps({"scenario": "serve_replica_kill", **{x: v for x, v in k.items() if x != "contents"}}),
               flush=True)
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
     return {"serve_requests": f["requests"], "serve_5xx_valid": f["5xx_valid"],
             "serve_4xx_malformed": f["4xx_malformed"], "serve_malformed": f["malformed"],
             "serve_rps": f["rps"], "serve_p50_ms": f["p50_ms"], "serve_p99_ms": f["p99_ms"],

@@ -15,9 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import socket
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +44,7 @@ def main() -> None:
     from actors.config import SamplingConfig
     from actors.engine import make_llm, sampling_params
     from actors.prompts import load_tokenizer
+    from serve.load import serve_process
     from ssp.config import load_config
     from ssp.tree import SSPConfig
     from trainer.models.ensure import ensure_model
@@ -75,16 +74,9 @@ def main() -> None:
         port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if k != "SSP_API_KEY"}
     env["RAY_ADDRESS"] = ""
-    log = Path(f"/tmp/bench-serve-{port}.log")
-    proc = subprocess.Popen([sys.executable, "-m", "ssp.cli", "serve", "--config", "configs/tiny-cpu.yaml",
-                             f"serve.port={port}", "serve.max_ongoing_requests=64"], cwd=REPO, env=env,
-                            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        t_start = time.time()
-        while "serving " not in log.read_text():
-            if proc.poll() is not None or time.time() - t_start > 900:
-                raise RuntimeError("ssp serve did not start:\n" + log.read_text()[-3000:])
-            time.sleep(1)
+    t_start = time.time()
+    with serve_process(["--config", "configs/tiny-cpu.yaml", f"serve.port={port}", "serve.max_ongoing_requests=64"],
+                       Path(f"/tmp/bench-serve-{port}.log"), env=env, cwd=REPO, ready_timeout_s=900):
         ready_s = time.time() - t_start
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
         model_id = Path(model).name
@@ -105,12 +97,6 @@ def main() -> None:
             with ThreadPoolExecutor(c) as ex:
                 lat = list(ex.map(one, questions))
             res[c] = (args.requests / (time.perf_counter() - t0), lat)
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
 
     print(f"\n{'':34s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s}")
     print(f"{'raw vllm.LLM.generate, all at once':34s} {raw_all:8.2f}")

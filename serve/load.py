@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
 import signal
+import subprocess
+import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 
@@ -244,6 +249,32 @@ def kill_and_recover(url: str, model: str, key: str | None, app: str = "ssp", ro
         pid, t = kill_replica(app, "LLMServer", root_pid), time.perf_counter()
         return {"killed_pid": pid, "killed_at": t, "recovery_s": round(await until_ok(url, model, key, recover_s), 2)}
     return during
+
+
+@contextlib.contextmanager
+def serve_process(args: list[str], log: Path, env: dict[str, str] | None = None, cwd: str | Path | None = None,
+                  ready_timeout_s: float = 600.0) -> Iterator[subprocess.Popen]:
+    """`python -m ssp.cli serve ARGS` in a session of its own, as a user starts it, its output in `log`; yields the
+    process once it prints its `serving ...` line (RuntimeError with the log's tail if it exits or `ready_timeout_s`
+    passes first). On leaving: SIGINT to its session (the app is deleted), SIGKILL if it is not gone in 120 s."""
+    with Path(log).open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "ssp.cli", "serve", *args], cwd=cwd, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + ready_timeout_s
+        while "serving " not in Path(log).read_text():
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"ssp serve did not start (exit {proc.poll()}):\n{Path(log).read_text()[-4000:]}")
+            time.sleep(1)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
 
 
 def main(argv: list[str] | None = None) -> int:

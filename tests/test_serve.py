@@ -11,8 +11,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -59,22 +57,16 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tiny_model_dir, tmp_path_factory):
+    from serve.load import serve_process
+
     model = scripted_model(tiny_model_dir, tmp_path_factory.mktemp("serve") / "scripted")
     port = free_port()
-    env = {**os.environ, "RAY_ADDRESS": "", "SSP_API_KEY": KEY}
-    cmd = [sys.executable, "-m", "ssp.cli", "serve", "--config", "configs/tiny-cpu.yaml", "--model", str(model),
-           f"serve.port={port}", "serve.reasoning_parser=deepseek_r1", "serve.max_request_bytes=65536",
-           "serve.max_tokens=64", "serve.model_id=scripted"]
+    args = ["--config", "configs/tiny-cpu.yaml", "--model", str(model), f"serve.port={port}",
+            "serve.reasoning_parser=deepseek_r1", "serve.max_request_bytes=65536", "serve.max_tokens=64",
+            "serve.model_id=scripted"]
     log = tmp_path_factory.mktemp("serve-log") / "serve.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.time() + 600
-    while "serving " not in log.read_text() and proc.poll() is None and time.time() < deadline:
-        time.sleep(1)
-    assert "serving " in log.read_text(), log.read_text()[-4000:]
-    yield {"url": f"http://127.0.0.1:{port}", "port": port, "proc": proc, "log": log}
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
+    with serve_process(args, log, env={**os.environ, "RAY_ADDRESS": "", "SSP_API_KEY": KEY}, cwd=REPO) as proc:
+        yield {"url": f"http://127.0.0.1:{port}", "port": port, "proc": proc, "log": log}
 
 
 def client(server, key=KEY):
