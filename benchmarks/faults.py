@@ -10,12 +10,14 @@ lost node is declared dead after ~15 s), the tiny model, `ssp rl` as a user runs
 - `redis_external`: the scheduler's Redis (scheduler.redis_url, as `ssp cluster up` or k8s/redis.yaml give) is
   SIGKILLed and restarted by its "operator" 10 s later on its AOF; the run waits for it.
 - `redis_embedded`: the run's own Redis is SIGKILLed; the run restarts it.
+- `head_node`: the head (GCS, driver) is SIGKILLed mid-run and the cluster replaced; the same `ssp rl ...
+  --auto-resume` command on a new cluster continues from the checkpoint, as a RayJob's retry does.
 - `serve`: `ssp serve` under load (streaming, non-streaming, malformed), then a replica killed mid-load.
 
 Per run: `recovery_s` = the longest wait for a step after the fault (from the fault to the first step finished
 after it, or between two steps), beside `step_s`, the median step before it; `samples_lost` = samples of
 logged steps the scheduler never counted plus any it counted twice (must be 0). Usage:
-    python benchmarks/faults.py [--steps 8] [--scenarios gpu_node cpu_node redis_external redis_embedded serve]
+    python benchmarks/faults.py [--steps 8] [--scenarios gpu_node cpu_node redis_external redis_embedded head_node serve]
 Last line: {"faults_injected", "runs_completed", "runs_failed", "samples_lost", "steps_retrained", "recovery_s",
 "serve_requests", "serve_5xx_valid", "serve_4xx_malformed", "serve_p99_ms", ...}
 """
@@ -41,6 +43,7 @@ from tests.test_multinode import (  # noqa: E402  (the test module's run helpers
     attempts_and_samples,
     rl_cmd,
     start,
+    steps_logged,
     wait_steps,
 )
 
@@ -66,7 +69,11 @@ def one_run(nodes, model: Path, root: Path, name: str, phases: str, steps: int, 
     wait_steps(proc, run_dir, at, log, timeout_s=900)
     t = time.time()
     fault(run_dir)
-    rc = proc.wait(timeout=1800)
+    return figures(name, run_dir, log, proc.wait(timeout=1800), t, steps)
+
+
+def figures(name: str, run_dir: Path, log: Path, rc: int, t: float, steps: int, redone: int = 0) -> dict:
+    """A finished run's figures: its stall after the fault at `t`, the scheduler's count against the samples."""
     out = {"scenario": name, "completed": rc == 0, "log": str(log)}
     if rc == 0:
         recovery, step_s = stall(run_dir, t)
@@ -76,17 +83,64 @@ def one_run(nodes, model: Path, root: Path, name: str, phases: str, steps: int, 
         expected = steps * 16
         out.update(steps=summary["steps"], samples=samples, attempts=attempts,
                    samples_lost=max(expected - attempts, 0) + abs(attempts - samples) + max(expected - samples, 0),
-                   steps_retrained=summary.get("steps_retrained", 0), recoveries=summary.get("recoveries", 0),
-                   wall_minutes=round(summary["wall_minutes"], 2))
+                   steps_retrained=summary.get("steps_retrained", 0) + redone,
+                   recoveries=summary.get("recoveries", 0), wall_minutes=round(summary["wall_minutes"], 2))
     print(json.dumps(out), flush=True)
     return out
+
+
+def head_scenario(model: Path, root: Path, steps: int) -> dict:
+    """The head node lost mid-run: the GCS and the driver (which runs there) die, then the workers' raylets are
+    gone too, as when KubeRay replaces the cluster. A new cluster runs the same command again with --auto-resume,
+    as the RayJob's retry runs cluster/jobs/k8s_stages.sh; the address comes from RAY_ADDRESS (as a job's does),
+    so the command is the same. The scheduler's Redis is external (k8s/redis.yaml) and outlives the cluster."""
+    import os
+    import re
+    import signal
+    import subprocess
+
+    from cluster.local_nodes import LocalNodes
+    from cluster.redis_server import RedisServer
+
+    run_dir = root / "head_node"
+    with RedisServer(root / "head-redis") as srv:
+        def attempt(nodes: LocalNodes, log: Path) -> subprocess.Popen:
+            cmd = [a for a in rl_cmd(nodes, run_dir, model, MATH.format(n=steps), "learner.resources={ssp_gpu: 1}",
+                                     f"scheduler.redis_url={srv.url}", "--auto-resume")
+                   if not a.startswith("cluster.address=")]
+            env = {**nodes.env, "RAY_ADDRESS": nodes.address, "SSP_CLUSTER_DIR": str(root / "no-cluster")}
+            with log.open("w") as out:
+                return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+
+        with LocalNodes(root / "nodes-first") as first:
+            first.add_worker("gpu", GPU, num_cpus=4)
+            first.add_worker("cpu", CPU, num_cpus=4)
+            proc = attempt(first, root / "head_node-1.log")
+            wait_steps(proc, run_dir, steps // 2, root / "head_node-1.log", timeout_s=900)
+            while steps_logged(run_dir) < steps // 2 + 1:  # then closely: the kill lands between checkpoints
+                time.sleep(0.02)
+            t = time.time()
+            first.kill("head")
+            os.killpg(proc.pid, signal.SIGKILL)  # the driver, on the head
+            proc.wait()
+        with LocalNodes(root / "nodes-second") as second:
+            second.add_worker("gpu", GPU, num_cpus=4)
+            second.add_worker("cpu", CPU, num_cpus=4)
+            log = root / "head_node-2.log"
+            proc = attempt(second, log)
+            rc = proc.wait(timeout=1800)
+            m = re.search(r"rl: resumed at step (\d+) .*; (\d+) step\(s\) logged after it are redone", log.read_text())
+            return figures("head_node", run_dir, log, rc if m else 1, t, steps, int(m[2]) if m else 0)
 
 
 def rl_scenarios(model: Path, root: Path, steps: int, names: list[str]) -> list[dict]:
     from cluster.local_nodes import LocalNodes
     from cluster.redis_server import RedisServer
 
-    res = []
+    res: list[dict] = []
+    if not set(names) & {"gpu_node", "cpu_node", "redis_external", "redis_embedded"}:
+        return res
     with LocalNodes(root / "nodes") as nodes:  # Ray's default health checks
         nodes.add_worker("gpu", GPU, num_cpus=4)
         nodes.add_worker("cpu", CPU, num_cpus=4)
@@ -129,7 +183,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=8, help="steps of each RL run")
     ap.add_argument("--scenarios", nargs="+", default=["gpu_node", "cpu_node", "redis_external", "redis_embedded",
-                                                       "serve"])
+                                                       "head_node", "serve"])
     ap.add_argument("--requests", type=int, default=1000, help="serve: requests of the load run")
     args = ap.parse_args()
 
@@ -142,6 +196,8 @@ def main() -> None:
     model = build(conf.model.tiny, root / "tiny-model")
     t0 = time.time()
     runs = rl_scenarios(model, root, args.steps, args.scenarios)
+    if "head_node" in args.scenarios:
+        runs.append(head_scenario(model, root, args.steps))
     serve = serve_scenario(model, root, args.requests) if "serve" in args.scenarios else {}
     done = [r for r in runs if r["completed"]]
     figures = {

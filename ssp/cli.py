@@ -95,6 +95,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_rl(args: argparse.Namespace) -> int:
+    if args.auto_resume:  # what a retried job does: start the run, continue it, or find it finished
+        run_dir = Path(load_tree(args).run_dir)
+        if (run_dir / "summary.json").exists():
+            print(f"rl --auto-resume: {run_dir} finished already (summary.json); nothing to do")
+            return 0
+        if (run_dir / "metrics.jsonl").exists():
+            print(f"rl --auto-resume: continuing the run in {run_dir} from its last checkpoint", flush=True)
+            args.resume = str(run_dir)
     if args.resume:
         from ssp.tree import SSPConfig
 
@@ -273,7 +281,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("rl", help="the Signal stage: MGPO on Ray (scheduler, vLLM rollouts, verifiers, DeepSpeed)")
     add_config_args(p)
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    g.add_argument("--auto-resume", action="store_true",
+                   help="continue the run in run_dir if it holds one (its config must match), do nothing if it "
+                        "finished, else start it: for jobs that are retried (a RayJob's backoffLimit)")
     p.set_defaults(func=cmd_rl)
 
     p = sub.add_parser("sft", help="Spectrum: SFT on Ray Train + DeepSpeed, an HF checkpoint every sft.save_every steps")

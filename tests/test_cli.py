@@ -197,6 +197,11 @@ def test_config_rules_at_load_and_overrides_on_either_side_of_an_option(tmp_path
     (run_dir / "config.yaml").write_text(run("config", "--config", "configs/tiny-cpu.yaml").stdout)
     out = run("rl", "--resume", str(run_dir), "--config", "configs/smollm2-135m-cpu.yaml")
     assert out.returncode == 2 and "differs from the run's saved" in out.stderr and "data.toy.preset" in out.stderr, out.stderr
+    # --auto-resume finds the run by run_dir and holds it to the same rule (before anything starts)
+    (run_dir / "metrics.jsonl").write_text("")
+    out = run("rl", "--config", "configs/smollm2-135m-cpu.yaml", f"run_dir={run_dir}", "--auto-resume")
+    assert out.returncode == 2 and "differs from the run's saved" in out.stderr and "continuing the run" in out.stdout
+    assert run("rl", "--resume", str(run_dir), "--auto-resume").returncode == 2  # one or the other
 
 
 def test_valid_input_is_accepted_path_overrides_that_look_like_numbers_and_verify_with_the_whole_config(tmp_path):

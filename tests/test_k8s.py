@@ -170,8 +170,11 @@ def test_every_command_module_and_path_the_manifests_name_exists():
     assert cmd[0] == "bash" and (REPO / cmd[1]).is_file()
     assert yaml.safe_load(job["spec"]["runtimeEnvYAML"])["working_dir"] == "/app"
     assert "WORKDIR /app" in (REPO / "k8s" / "Dockerfile").read_text()
-    stages = re.findall(r"python -m ssp\.cli (\w+)", (REPO / cmd[1]).read_text())
+    script = (REPO / cmd[1]).read_text()
+    stages = re.findall(r"python -m ssp\.cli (\w+)", script)
     assert stages == ["spectrum", "rl", "eval"]
+    # a retried job (a lost head node) continues the RL run from its checkpoint instead of refusing its run_dir
+    assert job["spec"]["backoffLimit"] >= 1 and re.search(r"ssp\.cli rl .*--auto-resume$", script, re.M)
     from ssp.cli import build_parser
 
     commands = build_parser()._subparsers._group_actions[0].choices

@@ -279,10 +279,12 @@ def test_one_step_off_policy_with_dynamic_sampling_and_prefilter(ray_cluster, ti
 
 def test_driver_killed_then_resumed_in_async_mode(tiny_model_dir, tmp_path):
     """Async mode (2 batches in flight ahead of the learner, TIS on): the driver and everything it started
-    are killed mid-run; the resumed run redoes the lost steps from their plans and counts each sample once."""
+    are killed mid-run; the resumed run redoes the lost steps from their plans and counts each sample once.
+    The same `--auto-resume` command three times, as a retried job runs it: it starts the run, continues it after
+    the kill, and finds it finished."""
     run_dir = tmp_path / "resume"
     cmd = [sys.executable, "-m", "ssp.cli", "rl", "--config", "configs/tiny-cpu.yaml",
-           *small(run_dir, tiny_model_dir, "rl.mode=async", "rl.max_staleness=2")]
+           *small(run_dir, tiny_model_dir, "rl.mode=async", "rl.max_staleness=2"), "--auto-resume"]
     env = {**os.environ, "RAY_ADDRESS": ""}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -293,9 +295,11 @@ def test_driver_killed_then_resumed_in_async_mode(tiny_model_dir, tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started
     proc.wait()
     assert (run_dir / "checkpoint" / "extra.pt").exists()
-    out = subprocess.run([sys.executable, "-m", "ssp.cli", "rl", "--resume", str(run_dir)], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=600)
+    out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
+    assert "rl --auto-resume: continuing the run in" in out.stdout, out.stdout[-2000:]
+    m = re.search(r"rl: resumed at step (\d+) \(checkpoint .+\); (\d+) step\(s\) logged after it are redone", out.stdout)
+    assert m and int(m[1]) in (2, 4) and int(m[2]) >= 3 - int(m[1]), out.stdout[-2000:]  # >= 3 logged at the kill
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["steps"] == 6
     attempts, samples = attempts_and_samples(run_dir)
@@ -305,6 +309,10 @@ def test_driver_killed_then_resumed_in_async_mode(tiny_model_dir, tmp_path):
     assert [r["step"] for r in steps] == list(range(6))
     assert all(0 <= r["staleness"] <= 2 for r in steps) and max(r["staleness"] for r in steps) >= 1
     assert all(0 <= r["is_frac"] <= 1 for r in steps)  # TIS ran (auto in async mode)
+    before = (run_dir / "metrics.jsonl").read_text()
+    again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "finished already" in again.stdout, again.stdout + again.stderr[-2000:]
+    assert (run_dir / "metrics.jsonl").read_text() == before
 
 
 

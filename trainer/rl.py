@@ -218,7 +218,9 @@ class Run:
         step = self.learner.load_checkpoint(ckpt)["step"] if ckpt else 0
         ckpts.prune_after(self.dir / "checkpoints", step)  # HF folders of steps this run redoes
         self.publish_weights(step)
-        self.log.truncate(step)
+        redone = self.log.truncate(step)
+        print(f"rl: resumed at step {step} ({f'checkpoint {ckpt}' if ckpt else 'no checkpoint yet: from the start'});"
+              f" {redone} step(s) logged after it are redone", flush=True)
         return step
 
     def evaluate(self, step: int) -> dict:

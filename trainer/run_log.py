@@ -23,13 +23,16 @@ class RunLog:
         if tracking is not None:
             self.trackers = make_trackers(tracking, run_dir, config or {})
 
-    def truncate(self, before_step: int) -> None:
-        """Drop records of steps >= before_step (a resumed run redoes them). Only here: the trackers keep
-        what they were sent. A redone step is sent to them again at the same step, and a resumed run (a new
-        RunLog) starts a new tracker run beside the first. That is fine: metrics.jsonl is the record."""
-        if self.path.exists():
-            keep = [line for line in self.path.read_text().splitlines() if json.loads(line)["step"] < before_step]
-            self.path.write_text("".join(line + "\n" for line in keep))
+    def truncate(self, before_step: int) -> int:
+        """Drop records of steps >= before_step (a resumed run redoes them); returns how many training steps were
+        dropped. Only here: the trackers keep what they were sent. A redone step is sent to them again at the
+        same step, and a resumed run (a new RunLog) starts a new tracker run beside the first. That is fine:
+        metrics.jsonl is the record."""
+        if not self.path.exists():
+            return 0
+        recs = [(line, json.loads(line)) for line in self.path.read_text().splitlines()]
+        self.path.write_text("".join(line + "\n" for line, r in recs if r["step"] < before_step))
+        return sum(r["step"] >= before_step and "samples" in r for _, r in recs)
 
     def log(self, record: dict) -> None:
         """Append one JSON line; every line carries a wall-clock `time` (time-to-target from a finished run)."""
