@@ -42,7 +42,8 @@ bench: $(STAMP)
 
 # Issue 33's faults, injected into real runs one after another on a 3-node local Ray cluster (a lost engine and
 # learner node, a lost verifier node in a code phase, the scheduler's Redis restarted, the run's own Redis killed,
-# `ssp serve` under load and a replica killed); about 20 minutes. Ends with one JSON line (BENCHMARKS.md "Faults").
+# the head node lost and the run continued on a new cluster (--auto-resume),
+# `ssp serve` under load and a replica killed); about 10 minutes. Ends with one JSON line (BENCHMARKS.md "Faults").
 chaos: $(STAMP)
 	@mkdir -p $(BENCH_LOGS)
 	set -o pipefail; $(PY) benchmarks/faults.py 2>&1 | tee $(BENCH_LOGS)/faults.log

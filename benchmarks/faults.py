@@ -17,7 +17,7 @@ lost node is declared dead after ~15 s), the tiny model, `ssp rl` as a user runs
 Per run: `recovery_s` = the longest wait for a step after the fault (from the fault to the first step finished
 after it, or between two steps), beside `step_s`, the median step before it; `samples_lost` = samples of
 logged steps the scheduler never counted plus any it counted twice (must be 0). Usage:
-    python benchmarks/faults.py [--steps 8] [--scenarios gpu_node cpu_node redis_external redis_embedded head_node serve]
+    python benchmarks/faults.py [--steps 12] [--requests 2000] [--scenarios gpu_node cpu_node redis_external redis_embedded head_node serve]
 Last line: {"faults_injected", "runs_completed", "runs_failed", "samples_lost", "steps_retrained", "recovery_s",
 "serve_requests", "serve_5xx_valid", "serve_4xx_malformed", "serve_p99_ms", ...}
 """
@@ -181,10 +181,10 @@ def rl_scenarios(model: Path, root: Path, steps: int, names: list[str]) -> list[
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=8, help="steps of each RL run")
+    ap.add_argument("--steps", type=int, default=12, help="steps of each RL run")
     ap.add_argument("--scenarios", nargs="+", default=["gpu_node", "cpu_node", "redis_external", "redis_embedded",
                                                        "head_node", "serve"])
-    ap.add_argument("--requests", type=int, default=1000, help="serve: requests of the load run")
+    ap.add_argument("--requests", type=int, default=2000, help="serve: requests of the load run")
     args = ap.parse_args()
 
     from ssp.config import load_config

@@ -218,9 +218,8 @@ class Run:
         step = self.learner.load_checkpoint(ckpt)["step"] if ckpt else 0
         ckpts.prune_after(self.dir / "checkpoints", step)  # HF folders of steps this run redoes
         self.publish_weights(step)
-        redone = self.log.truncate(step)
-        print(f"rl: resumed at step {step} ({f'checkpoint {ckpt}' if ckpt else 'no checkpoint yet: from the start'});"
-              f" {redone} step(s) logged after it are redone", flush=True)
+        self.redone = self.log.truncate(step)  # logged steps after the checkpoint, trained again
+        self.restored_from = ckpt
         return step
 
     def evaluate(self, step: int) -> dict:
@@ -249,6 +248,9 @@ def run_rl(conf, run_dir: Path, train: list[Problem], held: list[Problem], polic
     try:
         before_path = run_dir / "eval_before.json"
         step = run.restore() if resume else 0
+        if resume:
+            src = f"checkpoint {run.restored_from}" if run.restored_from else "no checkpoint yet: from the start"
+            tqdm.write(f"rl: resumed at step {step} ({src}); {run.redone} step(s) logged after it are redone")
         run.placement = placement(run)
         tqdm.write(f"rl: placement: {describe(run.placement)}")
         if not before_path.exists():
