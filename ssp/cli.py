@@ -96,8 +96,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_rl(args: argparse.Namespace) -> int:
     if args.auto_resume:  # what a retried job does: start the run, continue it, or find it finished
-        run_dir = Path(load_tree(args).run_dir)
+        asked = load_tree(args)
+        run_dir = Path(asked.run_dir)
         if (run_dir / "summary.json").exists():
+            from ssp.tree import SSPConfig
+            from trainer.tracking import flatten
+
+            given = flatten(to_dict(asked))
+            ours = flatten(to_dict(load_config(SSPConfig, run_dir / "config.yaml", [f"run_dir={asked.run_dir}"])))
+            if diff := [k for k in sorted(set(given) | set(ours)) if given.get(k) != ours.get(k)]:
+                raise ConfigError(f"rl --auto-resume: {run_dir} holds a finished run whose config differs from this "
+                                  f"one in {diff[:8]}{' ...' if len(diff) > 8 else ''}; set run_dir=... for a new run")
             print(f"rl --auto-resume: {run_dir} finished already (summary.json); nothing to do")
             return 0
         if (run_dir / "metrics.jsonl").exists():

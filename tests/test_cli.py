@@ -202,6 +202,11 @@ def test_config_rules_at_load_and_overrides_on_either_side_of_an_option(tmp_path
     out = run("rl", "--config", "configs/smollm2-135m-cpu.yaml", f"run_dir={run_dir}", "--auto-resume")
     assert out.returncode == 2 and "differs from the run's saved" in out.stderr and "continuing the run" in out.stdout
     assert run("rl", "--resume", str(run_dir), "--auto-resume").returncode == 2  # one or the other
+    (run_dir / "summary.json").write_text("{}")  # a finished run: the same config has nothing to do, another is refused
+    out = run("rl", "--config", "configs/tiny-cpu.yaml", f"run_dir={run_dir}", "--auto-resume")
+    assert out.returncode == 0 and "finished already" in out.stdout, out.stdout + out.stderr
+    out = run("rl", "--config", "configs/tiny-cpu.yaml", f"run_dir={run_dir}", "rl.group_size=4", "--auto-resume")
+    assert out.returncode == 2 and "holds a finished run" in out.stderr and "rl.group_size" in out.stderr, out.stderr
 
 
 def test_valid_input_is_accepted_path_overrides_that_look_like_numbers_and_verify_with_the_whole_config(tmp_path):
