@@ -69,10 +69,10 @@ def one_run(nodes, model: Path, root: Path, name: str, phases: str, steps: int, 
     wait_steps(proc, run_dir, at, log, timeout_s=900)
     t = time.time()
     fault(run_dir)
-    return figures(name, run_dir, log, proc.wait(timeout=1800), t, steps)
+    return run_figures(name, run_dir, log, proc.wait(timeout=1800), t, steps)
 
 
-def figures(name: str, run_dir: Path, log: Path, rc: int, t: float, steps: int, redone: int = 0) -> dict:
+def run_figures(name: str, run_dir: Path, log: Path, rc: int, t: float, steps: int, redone: int = 0) -> dict:
     """A finished run's figures: its stall after the fault at `t`, the scheduler's count against the samples."""
     out = {"scenario": name, "completed": rc == 0, "log": str(log)}
     if rc == 0:
@@ -118,7 +118,7 @@ def head_scenario(model: Path, root: Path, steps: int) -> dict:
             first.add_worker("cpu", CPU, num_cpus=4)
             proc = attempt(first, root / "head_node-1.log")
             wait_steps(proc, run_dir, steps // 2, root / "head_node-1.log", timeout_s=900)
-            while steps_logged(run_dir) < steps // 2 + 1:  # then closely: the kill lands between checkpoints
+            while steps_logged(run_dir) < steps // 2 + 1 and proc.poll() is None:  # closely: between checkpoints
                 time.sleep(0.02)
             t = time.time()
             first.kill("head")
@@ -131,7 +131,8 @@ def head_scenario(model: Path, root: Path, steps: int) -> dict:
             proc = attempt(second, log)
             rc = proc.wait(timeout=1800)
             m = re.search(r"rl: resumed at step (\d+) .*; (\d+) step\(s\) logged after it are redone", log.read_text())
-            return figures("head_node", run_dir, log, rc if m else 1, t, steps, int(m[2]) if m else 0)
+            # a run that did not say where it resumed counts as failed
+            return run_figures("head_node", run_dir, log, rc if m else 1, t, steps, int(m[2]) if m else 0)
 
 
 def rl_scenarios(model: Path, root: Path, steps: int, names: list[str]) -> list[dict]:

@@ -94,17 +94,22 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _differ(a, b) -> list[str]:
+    """The dotted keys whose values differ between two configs."""
+    from trainer.tracking import flatten
+
+    x, y = flatten(to_dict(a)), flatten(to_dict(b))
+    return [k for k in sorted(set(x) | set(y)) if x.get(k) != y.get(k)]
+
+
 def cmd_rl(args: argparse.Namespace) -> int:
     if args.auto_resume:  # what a retried job does: start the run, continue it, or find it finished
         asked = load_tree(args)
         run_dir = Path(asked.run_dir)
         if (run_dir / "summary.json").exists():
             from ssp.tree import SSPConfig
-            from trainer.tracking import flatten
 
-            given = flatten(to_dict(asked))
-            ours = flatten(to_dict(load_config(SSPConfig, run_dir / "config.yaml", [f"run_dir={asked.run_dir}"])))
-            if diff := [k for k in sorted(set(given) | set(ours)) if given.get(k) != ours.get(k)]:
+            if diff := _differ(asked, load_config(SSPConfig, run_dir / "config.yaml", [f"run_dir={asked.run_dir}"])):
                 raise ConfigError(f"rl --auto-resume: {run_dir} holds a finished run whose config differs from this "
                                   f"one in {diff[:8]}{' ...' if len(diff) > 8 else ''}; set run_dir=... for a new run")
             print(f"rl --auto-resume: {run_dir} finished already (summary.json); nothing to do")
@@ -118,12 +123,7 @@ def cmd_rl(args: argparse.Namespace) -> int:
         saved = Path(args.resume) / "config.yaml"
         conf = load_config(SSPConfig, saved, [f"run_dir={args.resume}", *args.overrides])
         if args.config:  # a resumed run keeps its config: a --config that says otherwise is refused, not ignored
-            from trainer.tracking import flatten
-
-            given = flatten(to_dict(load_config(SSPConfig, args.config, [f"run_dir={args.resume}", *args.overrides])))
-            ours = flatten(to_dict(conf))
-            diff = [k for k in sorted(set(given) | set(ours)) if given.get(k) != ours.get(k)]
-            if diff:
+            if diff := _differ(load_config(SSPConfig, args.config, [f"run_dir={args.resume}", *args.overrides]), conf):
                 raise ConfigError(f"rl --resume {args.resume}: --config {args.config} differs from the run's saved "
                                   f"{saved} in {diff[:8]}{' ...' if len(diff) > 8 else ''}; a resumed run keeps its "
                                   "config (drop --config, or give key=value overrides for what may change)")
