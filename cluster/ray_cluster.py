@@ -11,7 +11,7 @@ import ray
 
 from cluster.config import ClusterConfig
 from cluster.env import process_env
-from cluster.state import live_state
+from cluster.state import live_state, named_address
 
 
 def connect(config: ClusterConfig) -> dict:
@@ -20,12 +20,12 @@ def connect(config: ClusterConfig) -> dict:
         ctx = ray.get_runtime_context()
         return {"address": ctx.gcs_address, "dashboard_url": _dashboard_url(), "metrics_export_port": None}
     env = _runtime_env()
-    up = None if config.address or os.environ.get("RAY_ADDRESS") else live_state(config.state_dir)
+    up = None if named_address(config.address) else live_state(config.state_dir)
     if up is not None:  # the head `ssp cluster up` started (its token auth: cluster.env.apply)
         ray.init(address=up["gcs_address"], runtime_env=env, log_to_driver=False)
         return {"address": up["gcs_address"], "dashboard_url": up["dashboard_url"],
                 "metrics_export_port": up["metrics_export_port"]}
-    if config.address or os.environ.get("RAY_ADDRESS"):
+    if named_address(config.address):
         info = ray.init(address=config.address, runtime_env=env, log_to_driver=False)
     else:
         kw = {"_metrics_export_port": config.metrics_export_port} if config.metrics_export_port else {}

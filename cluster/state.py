@@ -1,4 +1,5 @@
-"""Where `ssp cluster up` records the cluster it started, and whether that cluster still runs.
+"""Which cluster a command uses: one it was pointed at (`named_address`), else the one `ssp cluster up` recorded
+(where, and whether it still runs).
 
 A leaf of the cluster room (no Ray, no Redis client): `cluster/env.py`, `cluster/local.py`, the cluster config
 and `ssp serve` read it.
@@ -13,6 +14,11 @@ from pathlib import Path
 import psutil
 
 STATE = "state.json"
+
+
+def named_address(address: str) -> str | None:
+    """The cluster a command was pointed at: `cluster.address`, else RAY_ADDRESS (as `ray job submit` sets it)."""
+    return address or os.environ.get("RAY_ADDRESS") or None
 
 
 def default_state_dir() -> str:

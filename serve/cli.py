@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import threading
 import time
@@ -35,10 +34,9 @@ def run_serve(args: argparse.Namespace) -> int:
 
     model = args.model or ensure_model(conf)
     check_model(model)  # an HF folder with a tokenizer and a chat template, or a clear error
-    from cluster.state import live_state
+    from cluster.state import live_state, named_address
 
-    if args.detach and not (conf.cluster.address or os.environ.get("RAY_ADDRESS") or
-                            live_state(conf.cluster.state_dir)):
+    if args.detach and not (named_address(conf.cluster.address) or live_state(conf.cluster.state_dir)):
         raise DataError("serve --detach: needs a running cluster to leave the app on (`ssp cluster up`, or "
                         "RAY_ADDRESS / cluster.address for another); without one the app ends with this command")
     connect(conf.cluster)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from actors.memory import GIB, ModelShape, engine_terms, gib, largest, learner_terms, total
+from cluster.state import named_address
 from ssp.config import ConfigError
 from ssp.io import DataError
 from trainer.resources import asks, check_resources, gpu_memory_gib, gpus_here
@@ -291,7 +292,7 @@ def check_disk(conf, rep: Report, stage: str) -> None:
         n = conf.sft.steps // conf.sft.save_every + 1
         need += n * hf + resume + hf  # every checkpoint until probed, one optimizer state, the merged model
     where = f"about {gib(need)} of checkpoints under {conf.run_dir}"
-    if asks(conf, "rl")["GPU"] > gpus_here() and not (conf.cluster.address or os.environ.get("RAY_ADDRESS")):
+    if asks(conf, "rl")["GPU"] > gpus_here() and not named_address(conf.cluster.address):
         rep.add("disk", "skip", f"{where} (needs the machine the job runs on: this one has not its GPUs)")
         return
     run = Path(conf.run_dir).resolve()

@@ -3,9 +3,9 @@ machine has: the `resources` row of `ssp check` (trainer/preflight.py) and the G
 
 from __future__ import annotations
 
-import os
 import shutil
 
+from cluster.state import named_address
 from ssp.config import ConfigError
 
 
@@ -50,7 +50,7 @@ def check_resources(conf, rep, stage: str) -> None:
     for st in stages:
         ask = asks(conf, st)
         want = f"{st}: {ask['CPU']:g} CPUs, {ask['GPU']:g} GPUs"
-        if conf.cluster.address or os.environ.get("RAY_ADDRESS"):
+        if named_address(conf.cluster.address):
             rep.add("resources", "skip", f"{want} (needs the live cluster at {conf.cluster.address or 'RAY_ADDRESS'}: "
                                          "checked when the job connects)")
             continue
@@ -63,8 +63,8 @@ def check_resources(conf, rep, stage: str) -> None:
         if short:
             raise ConfigError(f"cluster: {want} asked, the local head has {have['CPU']} CPUs and {have['GPU']} GPUs "
                               f"(cluster.num_cpus / cluster.num_gpus): not enough {', '.join(short)}")
-        if ask["GPU"] and gpus_here() < have["GPU"]:
+        if ask["GPU"] and (here := gpus_here()) < have["GPU"]:
             rep.add("resources", "skip", f"{want} of the local head's {have['GPU']} GPUs (needs the GPUs: this "
-                                         f"machine has {gpus_here()})")
+                                         f"machine has {here})")
         else:
             rep.add("resources", "ok", f"{want} of the local head's {have['CPU']} CPUs, {have['GPU']} GPUs")
