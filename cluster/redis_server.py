@@ -49,6 +49,23 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def _wait_port_released(host: str, port: int, timeout: float = 10.0) -> None:
+    """Wait until host:port can be bound again, as the server binds it (SO_REUSEADDR). A killed server's
+    main thread turns zombie before its other threads let go of the listening socket, so "the process is
+    gone" comes a few milliseconds before "the port is free" (measured: 1 restart in 40 failed without this)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, port))
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    return  # the spawn below fails and its error carries the server's log
+        time.sleep(0.01)
+
+
 def _pid_alive(pid: int) -> bool:
     """A running process (a killed child not yet reaped, a zombie, is not)."""
     import psutil
@@ -171,6 +188,7 @@ class RedisServer:
     def restart(self, timeout: float = 20.0) -> RedisServer:
         """Start again with the same port, password and data_dir."""
         self.stop()
+        _wait_port_released(self.host, int(self.port or 0))
         if not self._spawn(timeout):
             raise RedisServerError(f"scheduler: restart on {self.host}:{self.port} failed; log:\n"
                                    f"{self._log_tail()}")
@@ -220,6 +238,7 @@ def revive(data_dir: str | Path, appendfsync: Fsync = "always") -> bool:
         return False
     server = RedisServer(data_dir, info.get("binary"), port=int(info["port"]), password=info["password"],
                          appendfsync=appendfsync, host=info["host"])
+    _wait_port_released(server.host, int(info["port"]))
     if not server._spawn(20.0):
         raise RedisServerError(f"scheduler: could not restart the server on {data_dir}; its log ends with:\n"
                                f"{server._log_tail()}")

@@ -150,23 +150,26 @@ FORK_FOUR = ("import os, time\n"
 
 
 def test_forked_children_are_limited_as_a_whole():
-    """Four children touching 300 MB each with memory_mb=512: OOM-killed, scored memory_limit, and the host
-    never holds much more than the limit."""
+    """Four children touching 300 MB each with memory_mb=512: OOM-killed, scored memory_limit, and the run's
+    processes (everything under its uid, counted from outside the cgroup) never hold much more than the limit."""
+    import threading
+
     import psutil
 
     from actors.verifier.code_grader import grade_code
 
-    box = Sandbox(SandboxLimits(timeout_s=10, memory_mb=512), uids=[UID + 1])
+    uid = UID + 1
+    box = Sandbox(SandboxLimits(timeout_s=10, memory_mb=512), uids=[uid])
     assert box.cgroups is not None, "this machine kind mounts cgroup v1: the cgroup path must be the one tested"
-    base = psutil.virtual_memory().used
-    peak, done = [base], []
+    peak, seen, done = [0.0], [0], []
 
-    def sample():
+    def sample():  # the sum of resident memory of the run's processes, as the host's process table shows it
         while not done:
-            peak[0] = max(peak[0], psutil.virtual_memory().used)
+            procs = [p for p in psutil.process_iter(["uids", "memory_info"])
+                     if p.info["uids"] and p.info["uids"].real == uid and p.info["memory_info"]]
+            seen[0] = max(seen[0], len(procs))
+            peak[0] = max(peak[0], sum(p.info["memory_info"].rss for p in procs) / 2**20)
             time.sleep(0.005)
-
-    import threading
 
     t = threading.Thread(target=sample)
     t.start()
@@ -175,14 +178,14 @@ def test_forked_children_are_limited_as_a_whole():
     finally:
         done.append(1)
         t.join()
-    assert (r.reward, r.reason) == (0.0, "memory_limit"), r
     cg_peak_mb = box._all[0].cg.peak_bytes() / 2**20  # the run (and its slot's idle spawner) as a whole
-    assert cg_peak_mb <= 512 + 16, cg_peak_mb
-    # Unlimited, the host would hold 4 x 300 MB. Coarse: this kernel parks freed pages on per-cpu lists
-    # for a while, outside MemFree, so the host-wide figure runs ~150 MB above what the run ever held.
-    grown_mb = (peak[0] - base) / 2**20
-    assert grown_mb < 512 + 256, f"host memory grew {grown_mb:.0f} MB during a 512 MB run"
     box.close()
+    assert (r.reward, r.reason) == (0.0, "memory_limit"), r
+    assert cg_peak_mb <= 512 + 16, cg_peak_mb
+    # Unlimited, the run's processes would hold 4 x 300 MB. RSS counts the interpreter pages the forks share
+    # once per process, hence the slack. (A host-wide figure was tried first: other work on the host moved it.)
+    assert seen[0] >= 2, f"the sampler saw {seen[0]} process(es) under uid {uid}: it did not watch the run"
+    assert peak[0] < 512 + 96, f"the run's processes held {peak[0]:.0f} MB under a 512 MB limit"
 
 
 def test_cpu_limited_per_run(sb):
