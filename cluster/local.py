@@ -173,6 +173,13 @@ def status(conf) -> dict | None:
     return out
 
 
+def _is_gcs(p: psutil.Process) -> bool:
+    try:
+        return p.name() == "gcs_server"
+    except psutil.Error:
+        return False
+
+
 def _stop(procs: list[psutil.Process], timeout: float = 15.0) -> None:
     for p in procs:
         try:
@@ -197,7 +204,11 @@ def down(conf) -> bool:
         print(f"no cluster to stop (no state in {path})")
         return False
     procs = _head_procs(st["temp_dir"])
-    _stop(procs)
+    # the GCS last, as `ray stop` orders it: signalled together with its raylet, it waited out the whole 15 s
+    # grace (`down` took ~19 s; ~5 s in this order)
+    gcs = [p for p in procs if _is_gcs(p)]
+    _stop([p for p in procs if p not in gcs])
+    _stop(gcs)
     if psutil.pid_exists(st["redis_pid"]):
         _stop([psutil.Process(st["redis_pid"])])
     (Path(st["redis_dir"]) / "server.json").unlink(missing_ok=True)

@@ -184,8 +184,14 @@ def test_a_hub_source_without_network_is_a_data_error_naming_it(monkeypatch):
     from trainer.config import DataSourceConfig
     from trainer.data.sources import load_source
 
+    import datasets.config
+    import huggingface_hub.constants
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    # read at import: where an earlier test imported `datasets`, the env alone left it retrying the network (~22 s)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(DataError, match=r"hf:nobody/no-such-dataset \[train\]: cannot load with the datasets library"):
         load_source(DataSourceConfig(path="hf:nobody/no-such-dataset"))
 
