@@ -37,7 +37,7 @@ from cluster.env import apply  # noqa: E402
 
 apply()
 
-from tests.test_multinode import (  # noqa: E402  (the test module's run helpers: one way to drive a run)
+from ssp.chaos import (  # noqa: E402  (the run harness tests/test_multinode.py uses too)
     CPU,
     GPU,
     attempts_and_samples,

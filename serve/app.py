@@ -295,12 +295,8 @@ def ask_once(model: str, conf, question: str, max_tokens: int = 64) -> dict:
     from ray import serve
 
     s = conf.serve
-    serve.start(http_options={"host": s.host, "port": s.port})
-    t0 = time.time()
-    serve.run(build_app(model, conf, None), name=s.app_name, route_prefix="/", blocking=False)
     try:
-        wait_running(s.app_name, s.ready_timeout_s)
-        ready = time.time() - t0
+        ready = deploy(model, conf, None)
         model_id = s.model_id or Path(model).name
         r = requests.post(f"http://{s.host}:{s.port}/v1/chat/completions", timeout=300,
                           json={"model": model_id, "messages": [{"role": "user", "content": question}],
@@ -311,6 +307,19 @@ def ask_once(model: str, conf, question: str, max_tokens: int = 64) -> dict:
                 "ready_s": ready, "url": f"http://{s.host}:{s.port}/v1"}
     finally:
         serve.delete(s.app_name)
+
+
+def deploy(model: str, conf, key: str | None) -> float:
+    """Start Serve's HTTP proxy on serve.host/port, deploy the app on the connected cluster and wait until it
+    runs (serve.ready_timeout_s); the seconds that took."""
+    from ray import serve
+
+    s = conf.serve
+    serve.start(http_options={"host": s.host, "port": s.port})
+    t0 = time.time()
+    serve.run(build_app(model, conf, key), name=s.app_name, route_prefix="/", blocking=False)
+    wait_running(s.app_name, s.ready_timeout_s)
+    return time.time() - t0
 
 
 def wait_running(app: str, timeout_s: float) -> None:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import signal
 import threading
-import time
 
 
 def run_serve(args: argparse.Namespace) -> int:
     from cluster.ray_cluster import connect
-    from serve.app import api_key, build_app, wait_running
+    from serve.app import api_key, deploy
     from ssp.tree import load_tree
     from trainer.data.problems import DataError
 
@@ -40,14 +39,11 @@ def run_serve(args: argparse.Namespace) -> int:
         raise DataError("serve --detach: needs a running cluster to leave the app on (`ssp cluster up`, or "
                         "RAY_ADDRESS / cluster.address for another); without one the app ends with this command")
     connect(conf.cluster)
-    serve.start(http_options={"host": s.host, "port": s.port})
-    t0 = time.time()
-    serve.run(build_app(model, conf, key), name=s.app_name, route_prefix="/", blocking=False)
-    wait_running(s.app_name, s.ready_timeout_s)
+    ready = deploy(model, conf, key)
     url = f"http://{s.host}:{s.port}"
     model_id = s.model_id or model.rstrip("/").split("/")[-1]
     auth = ' -H "Authorization: Bearer $SSP_API_KEY"' if key else ""
-    print(f"serving {model} as {model_id!r} at {url}/v1 (ready in {time.time() - t0:.0f} s; "
+    print(f"serving {model} as {model_id!r} at {url}/v1 (ready in {ready:.0f} s; "
           f"API key {'required' if key else 'off'})\n"
           f"  curl {url}/v1/chat/completions{auth} -H 'Content-Type: application/json' "
           f"-d '{{\"model\": \"{model_id}\", \"messages\": [{{\"role\": \"user\", \"content\": \"What is 2 + 3?\"}}]}}'",

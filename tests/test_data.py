@@ -181,11 +181,11 @@ def test_mapped_sources_fail_naming_the_row_and_the_missing_column(tmp_path):
 
 
 def test_a_hub_source_without_network_is_a_data_error_naming_it(monkeypatch):
-    from trainer.config import DataSourceConfig
-    from trainer.data.sources import load_source
-
     import datasets.config
     import huggingface_hub.constants
+
+    from trainer.config import DataSourceConfig
+    from trainer.data.sources import load_source
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
