@@ -205,7 +205,7 @@ def down(conf) -> bool:
         return False
     procs = _head_procs(st["temp_dir"])
     # the GCS last, as `ray stop` orders it: signalled together with its raylet, it waited out the whole 15 s
-    # grace (`down` took ~19 s; ~5 s in this order)
+    # grace (`down` took ~19 s; ~7 s in this order)
     gcs = [p for p in procs if _is_gcs(p)]
     _stop([p for p in procs if p not in gcs])
     _stop(gcs)
